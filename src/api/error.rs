@@ -1,0 +1,118 @@
+//! API errors as RFC 9457 problem details, each with a stable `type`.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// Every way an API request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("this token may not do that")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("payload too large")]
+    PayloadTooLarge(serde_json::Value),
+    #[error("nothing in the payload could be stored")]
+    Unprocessable(serde_json::Value),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    /// Returns the HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Returns the stable problem type URI.
+    pub fn problem_type(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "urn:thuiswacht:problem:unauthorized",
+            ApiError::Forbidden => "urn:thuiswacht:problem:forbidden",
+            ApiError::NotFound => "urn:thuiswacht:problem:not-found",
+            ApiError::BadRequest(_) => "urn:thuiswacht:problem:bad-request",
+            ApiError::PayloadTooLarge(_) => "urn:thuiswacht:problem:payload-too-large",
+            ApiError::Unprocessable(_) => "urn:thuiswacht:problem:payload-rejected",
+            ApiError::Unavailable(_) => "urn:thuiswacht:problem:unavailable",
+            ApiError::Internal(_) => "urn:thuiswacht:problem:internal",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::NotFound(_) => ApiError::NotFound,
+            StoreError::Conflict(what) => ApiError::BadRequest(format!("{what} already exists")),
+            StoreError::Unavailable(_) => ApiError::Unavailable("database unavailable".to_owned()),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(error) = &self {
+            // Logged once here; the body never carries internal text.
+            tracing::error!(error = %error, "internal error");
+        }
+        let title = status.canonical_reason().unwrap_or("error");
+        let (detail, extra) = match &self {
+            ApiError::Internal(_) => (None, None),
+            ApiError::PayloadTooLarge(extra) | ApiError::Unprocessable(extra) => {
+                (Some(self.to_string()), Some(extra.clone()))
+            }
+            other => (Some(other.to_string()), None),
+        };
+        let body = Problem {
+            kind: self.problem_type(),
+            title,
+            status: status.as_u16(),
+            detail,
+            extra,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

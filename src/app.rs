@@ -1,0 +1,231 @@
+//! The application: builds every stage from the settings and runs them until
+//! stopped (DESIGN §1).
+//!
+//! `Application::build` connects and migrates the store, loads the device
+//! profiles, starts the embedded broker when no broker is configured, and
+//! binds the HTTP listener (port 0 allowed). `run_until_stopped` runs ingest,
+//! the store writer and the HTTP service until the token fires, then shuts
+//! down in data-flow order: ingest and HTTP stop taking input, the writer
+//! commits and acknowledges what it holds, and the MQTT connection sends
+//! those acknowledgements before it closes.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Once};
+
+use anyhow::Context;
+use rumqttc::{AsyncClient, EventLoop};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::ingest::mqtt::{mqtt_options, MqttIngestor};
+use crate::ingest::{IngestedBatch, INGESTED_CHANNEL_CAPACITY};
+use crate::profiles::Profiles;
+use crate::settings::Settings;
+use crate::store::writer::StoreWriter;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// Installs the process-wide rustls crypto provider (ring) once. rumqttc and
+/// sqlx would otherwise disagree about which provider to use.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A built, not yet running, Thuiswacht.
+pub struct Application {
+    settings: Arc<Settings>,
+    store: Arc<dyn Store>,
+    profiles: Arc<Profiles>,
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    broker_url: String,
+    mqtt_client: AsyncClient,
+    mqtt_eventloop: EventLoop,
+}
+
+impl Application {
+    /// Connects, migrates, loads profiles, starts the embedded broker if
+    /// needed and binds the HTTP listener.
+    ///
+    /// # Errors
+    /// Returns what failed, with context.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        install_crypto_provider();
+        let settings = Arc::new(settings);
+        let profiles = Profiles::load_dir(&settings.devices_dir).context("failed to load device profiles")?;
+        let store = crate::store::connect(&settings)
+            .await
+            .context("failed to open the database")?;
+        store.migrate().await.context("failed to migrate the database")?;
+        let broker_url = match &settings.mqtt_url {
+            Some(url) => url.clone(),
+            None => {
+                crate::broker::start(settings.embedded_broker_addr, settings.max_payload_bytes)
+                    .context("failed to start the embedded mqtt broker")?;
+                format!("mqtt://{}", settings.embedded_broker_addr)
+            }
+        };
+        let options = mqtt_options(&settings, &broker_url).context("invalid mqtt settings")?;
+        let (mqtt_client, mqtt_eventloop) = AsyncClient::new(options, 1024);
+        let listener = TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("failed to listen on {}", settings.http_addr))?;
+        Ok(Application {
+            settings,
+            store,
+            profiles: Arc::new(profiles),
+            metrics: Arc::new(Metrics::new()),
+            listener,
+            broker_url,
+            mqtt_client,
+            mqtt_eventloop,
+        })
+    }
+
+    /// Returns the address the HTTP service listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Returns the HTTP port.
+    pub fn port(&self) -> u16 {
+        self.http_addr().port()
+    }
+
+    /// Returns the URL of the broker in use (the embedded one or the configured one).
+    pub fn broker_url(&self) -> &str {
+        &self.broker_url
+    }
+
+    /// Returns the store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Returns the metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs every stage until `shutdown` fires, then stops them in order.
+    ///
+    /// # Errors
+    /// Returns an error when a stage fails; the process should then exit.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Application {
+            settings,
+            store,
+            profiles,
+            metrics,
+            listener,
+            broker_url: _,
+            mqtt_client,
+            mqtt_eventloop,
+        } = self;
+        let tracker = TaskTracker::new();
+        let abort = CancellationToken::new();
+        let writer_done = CancellationToken::new();
+        let (ingested_tx, ingested_rx) = mpsc::channel::<IngestedBatch>(INGESTED_CHANNEL_CAPACITY);
+
+        let writer = StoreWriter {
+            store: store.clone(),
+            profiles,
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            acker: Some(mqtt_client.clone()),
+            stored_tx: None,
+        };
+        let writer_task = {
+            let abort = abort.clone();
+            let writer_done = writer_done.clone();
+            tracker.spawn(async move {
+                writer.run(ingested_rx, abort).await;
+                writer_done.cancel();
+            })
+        };
+
+        let ingestor = MqttIngestor {
+            client: mqtt_client,
+            eventloop: mqtt_eventloop,
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            ingested_tx: ingested_tx.clone(),
+        };
+        let ingest_task = tracker.spawn(ingestor.run(shutdown.clone(), writer_done.clone()));
+
+        let state = AppState {
+            store,
+            settings: settings.clone(),
+            metrics,
+            ingested_tx,
+        };
+        let router = api::app(state);
+        let http_task = {
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await
+            })
+        };
+        tracker.close();
+
+        // A stage that ends before shutdown is a failure: report it and stop.
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => Ok(()),
+            _ = writer_done.cancelled() => Err(anyhow::anyhow!("store writer stopped unexpectedly")),
+        };
+        shutdown.cancel();
+        let deadline = settings.shutdown_timeout();
+        let abort_after_deadline = {
+            let abort = abort.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(deadline).await;
+                tracing::warn!("shutdown deadline passed; abandoning uncommitted batches");
+                abort.cancel();
+            })
+        };
+        match http_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(error = %error, "http server failed"),
+            Err(error) => tracing::error!(error = %error, "http server task failed"),
+        }
+        let _ = writer_task.await;
+        let _ = ingest_task.await;
+        tracker.wait().await;
+        abort_after_deadline.abort();
+        tracing::info!("stopped");
+        outcome
+    }
+}
+
+/// Returns a token that fires on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler succeeds on unix");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested");
+        trigger.cancel();
+    });
+    token
+}

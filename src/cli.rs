@@ -1,0 +1,177 @@
+//! The command line (DESIGN §3): `serve` (default), `migrate`, `check`,
+//! `simulate`, `admin …`. Every subcommand reads the same settings; the
+//! flags below override the file and the environment.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Telemonitoring ingestion and triage for frail older people at home.
+#[derive(Debug, Parser)]
+#[command(name = "thuiswacht", version, about)]
+pub struct Cli {
+    /// Settings file (TOML); also THUISWACHT_CONFIG.
+    #[arg(long, global = true, env = "THUISWACHT_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: SettingsFlags,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Settings that can be given as flags; each overrides only when given.
+#[derive(Debug, Args, Default)]
+pub struct SettingsFlags {
+    /// postgres://… or sqlite://…; absent: an embedded SQLite file.
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// mqtt://host:port or mqtts://host:port; absent: the embedded broker.
+    #[arg(long, global = true)]
+    pub mqtt_url: Option<String>,
+    /// Address of the HTTP service, e.g. 127.0.0.1:8080.
+    #[arg(long, global = true)]
+    pub http_addr: Option<String>,
+    #[arg(long, global = true)]
+    pub devices_dir: Option<String>,
+    #[arg(long, global = true)]
+    pub alerts_dir: Option<String>,
+    /// Folder of the embedded store.
+    #[arg(long, global = true)]
+    pub data_dir: Option<String>,
+    /// MQTT client id (the persistent session's name).
+    #[arg(long, global = true)]
+    pub mqtt_client_id: Option<String>,
+    /// Run the simulated demo population (true/false).
+    #[arg(long, global = true)]
+    pub demo: Option<String>,
+}
+
+impl SettingsFlags {
+    /// Returns the given flags as (settings key, value) pairs.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        let fields: [(&'static str, &Option<String>); 8] = [
+            ("database_url", &self.database_url),
+            ("mqtt_url", &self.mqtt_url),
+            ("http_addr", &self.http_addr),
+            ("devices_dir", &self.devices_dir),
+            ("alerts_dir", &self.alerts_dir),
+            ("data_dir", &self.data_dir),
+            ("mqtt_client_id", &self.mqtt_client_id),
+            ("demo", &self.demo),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                pairs.push((key, value.clone()));
+            }
+        }
+        pairs
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline and the web service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate devices/ and alerts/ and exit non-zero on any error.
+    Check,
+    /// Manage teams, patients, devices, tokens; list the quarantine.
+    Admin {
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Care teams.
+    Team {
+        #[command(subcommand)]
+        command: TeamCommand,
+    },
+    /// Patients (pseudonymous).
+    Patient {
+        #[command(subcommand)]
+        command: PatientCommand,
+    },
+    /// Devices and the patient each is linked to.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Bearer tokens for gateways and integrations.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// What was refused, why and when.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team; prints its id.
+    Add { name: String },
+    /// List teams.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PatientCommand {
+    /// Register a patient; prints the patient id.
+    Add {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        display_name: String,
+        #[arg(long)]
+        birth_year: Option<i32>,
+        /// Protocol ids from alerts/, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        protocol: Vec<String>,
+    },
+    /// List patients.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Link a device to a patient; prints the device id.
+    Add {
+        device_id: String,
+        /// Profile id from devices/ (its file stem).
+        #[arg(long)]
+        profile: String,
+        #[arg(long)]
+        patient: uuid::Uuid,
+    },
+    /// List devices.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints the secret once (only its hash is stored).
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["ingest", "read"])]
+        scope: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List the newest quarantine entries.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}

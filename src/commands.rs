@@ -1,0 +1,287 @@
+//! What each subcommand does. Commands that create something print its id or
+//! secret alone on stdout (or JSON with `--json`), so scripts can use them.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rand::RngCore;
+
+use crate::api::token_hash;
+use crate::app::{shutdown_on_signals, Application};
+use crate::cli::{
+    AdminCommand, Cli, Command, DeviceCommand, PatientCommand, QuarantineCommand, TeamCommand, TokenCommand,
+};
+use crate::domain::DeviceId;
+use crate::profiles::Profiles;
+use crate::settings::Settings;
+use crate::store::{NewDevice, NewPatient, TokenScope};
+
+/// Loads the settings of a command line: file < environment < flags.
+///
+/// # Errors
+/// Lists every problem of the configuration.
+pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let flags = cli.flags.pairs();
+    let flags: Vec<(&str, String)> = flags.into_iter().collect();
+    Ok(Settings::load(cli.config.as_deref(), std::env::vars(), &flags)?)
+}
+
+/// Runs the command line.
+///
+/// # Errors
+/// Returns what failed; `main` prints it and exits non-zero.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Some(Command::Check) => return Ok(check(&cli)),
+        None | Some(Command::Serve) => {}
+        Some(_) => {}
+    }
+    let settings = load_settings(&cli)?;
+    match cli.command {
+        None | Some(Command::Serve) => serve(settings).await,
+        Some(Command::Migrate) => {
+            crate::app::install_crypto_provider();
+            let store = crate::store::connect(&settings).await?;
+            store.migrate().await?;
+            eprintln!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Check) => unreachable!("handled above"),
+        Some(Command::Admin { json, command }) => admin(settings, json, command).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let app = Application::build(settings).await?;
+    eprintln!("Thuiswacht is running.");
+    eprintln!("  web and API:  http://{}/", app.http_addr());
+    eprintln!("  health:       http://{}/healthz   metrics: http://{}/metrics", app.http_addr(), app.http_addr());
+    eprintln!("  MQTT broker:  {}  (topic thuiswacht/v1/devices/{{device_id}}/readings)", app.broker_url());
+    eprintln!("Stop with Ctrl-C.");
+    app.run_until_stopped(shutdown_on_signals()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validates `devices/` and `alerts/`; prints every problem.
+fn check(cli: &Cli) -> ExitCode {
+    let mut defaults = Settings::defaults();
+    // Directories may come from any layer; read them without requiring the
+    // rest of the configuration to be valid.
+    if let Ok(settings) = load_settings(cli) {
+        defaults = settings;
+    } else {
+        for (key, value) in cli.flags.pairs() {
+            match key {
+                "devices_dir" => defaults.devices_dir = value.into(),
+                "alerts_dir" => defaults.alerts_dir = value.into(),
+                _ => {}
+            }
+        }
+        if let Ok(dir) = std::env::var("THUISWACHT_DEVICES_DIR") {
+            defaults.devices_dir = dir.into();
+        }
+        if let Ok(dir) = std::env::var("THUISWACHT_ALERTS_DIR") {
+            defaults.alerts_dir = dir.into();
+        }
+    }
+    let mut ok = true;
+    match Profiles::load_dir(&defaults.devices_dir) {
+        Ok(profiles) => println!(
+            "{}: {} device profiles OK ({})",
+            defaults.devices_dir.display(),
+            profiles.len(),
+            profiles.ids().join(", ")
+        ),
+        Err(error) => {
+            ok = false;
+            eprintln!("{error}");
+        }
+    }
+    match crate::protocols::check_dir(&defaults.alerts_dir) {
+        Ok(summary) => println!("{}: {summary}", defaults.alerts_dir.display()),
+        Err(error) => {
+            ok = false;
+            eprintln!("{error}");
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, value)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow::Result<ExitCode> {
+    crate::app::install_crypto_provider();
+    let store = crate::store::connect(&settings).await.context("failed to open the database")?;
+    store.migrate().await.context("failed to migrate the database")?;
+    match command {
+        AdminCommand::Team { command: TeamCommand::Add { name } } => {
+            let name = name.trim();
+            anyhow::ensure!(!name.is_empty(), "a team needs a name");
+            let id = store.add_team(name).await?;
+            if json {
+                print_json(&serde_json::json!({"id": id, "name": name}))?;
+            } else {
+                println!("{id}");
+            }
+        }
+        AdminCommand::Team { command: TeamCommand::List } => {
+            let teams = store.list_teams().await?;
+            if json {
+                print_json(&teams)?;
+            } else {
+                for team in teams {
+                    println!("{}\t{}", team.id, team.name);
+                }
+            }
+        }
+        AdminCommand::Patient {
+            command:
+                PatientCommand::Add {
+                    team,
+                    display_name,
+                    birth_year,
+                    protocol,
+                },
+        } => {
+            anyhow::ensure!(!display_name.trim().is_empty(), "a patient needs a display name");
+            let known = crate::protocols::protocol_ids(&settings.alerts_dir)?;
+            for id in &protocol {
+                anyhow::ensure!(
+                    known.contains(id),
+                    "unknown protocol {id}; known: {}",
+                    known.join(", ")
+                );
+            }
+            let id = store
+                .add_patient(&NewPatient {
+                    team,
+                    display_name: display_name.trim().to_owned(),
+                    birth_year,
+                    protocols: protocol,
+                })
+                .await?;
+            if json {
+                print_json(&serde_json::json!({"id": id}))?;
+            } else {
+                println!("{id}");
+            }
+        }
+        AdminCommand::Patient { command: PatientCommand::List } => {
+            let patients = store.list_patients().await?;
+            if json {
+                print_json(&patients)?;
+            } else {
+                for patient in patients {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        patient.id,
+                        patient.team,
+                        patient.display_name,
+                        patient.birth_year.map(|y| y.to_string()).unwrap_or_default(),
+                        patient.protocols.join(",")
+                    );
+                }
+            }
+        }
+        AdminCommand::Device {
+            command: DeviceCommand::Add {
+                device_id,
+                profile,
+                patient,
+            },
+        } => {
+            let device_id = DeviceId::parse(&device_id).with_context(|| format!("invalid device id {device_id:?}"))?;
+            let profiles = Profiles::load_dir(&settings.devices_dir)?;
+            anyhow::ensure!(
+                profiles.get(&profile).is_some(),
+                "unknown profile {profile}; known: {}",
+                profiles.ids().join(", ")
+            );
+            store
+                .add_device(&NewDevice {
+                    device_id: device_id.clone(),
+                    profile_id: profile,
+                    patient_id: patient,
+                })
+                .await?;
+            if json {
+                print_json(&serde_json::json!({"device_id": device_id}))?;
+            } else {
+                println!("{device_id}");
+            }
+        }
+        AdminCommand::Device { command: DeviceCommand::List } => {
+            let devices = store.list_devices().await?;
+            if json {
+                let rows: Vec<_> = devices
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({"device_id": d.device_id, "profile": d.profile_id,
+                            "patient_id": d.patient_id, "team_id": d.team_id, "active": d.active})
+                    })
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                for device in devices {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        device.device_id,
+                        device.profile_id,
+                        device.patient_id,
+                        if device.active { "active" } else { "inactive" }
+                    );
+                }
+            }
+        }
+        AdminCommand::Token {
+            command: TokenCommand::Add { name, scope },
+        } => {
+            let scope = TokenScope::from_code(&scope).context("scope must be ingest or read")?;
+            let secret = new_token_secret();
+            let id = store.add_token(&name, scope, &token_hash(&secret)).await?;
+            if json {
+                print_json(&serde_json::json!({"id": id, "name": name, "scope": scope, "token": secret}))?;
+            } else {
+                println!("{secret}");
+            }
+        }
+        AdminCommand::Quarantine {
+            command: QuarantineCommand::List { limit },
+        } => {
+            let entries = store.list_quarantine(limit.clamp(1, 10_000)).await?;
+            if json {
+                print_json(&entries)?;
+            } else {
+                for entry in entries {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{} bytes",
+                        entry.received_at,
+                        entry.reason,
+                        entry.device_id.as_deref().unwrap_or("-"),
+                        entry.source,
+                        entry.detail,
+                        entry.raw_size
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Returns a new bearer token secret: `tw_` and 32 random bytes in hex.
+pub fn new_token_secret() -> String {
+    let mut bytes = [0_u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("tw_{}", hex::encode(bytes))
+}

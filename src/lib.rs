@@ -1,0 +1,29 @@
+//! Thuiswacht: telemonitoring ingestion and triage for frail older people at home.
+//!
+//! Modules in data-flow order (DESIGN §1):
+//! - [`settings`]: configuration, file < environment < flags.
+//! - [`domain`]: readings, metrics, units, identifiers.
+//! - [`profiles`]: device profiles from `devices/`.
+//! - [`decode`]: payload bytes to readings or rejections.
+//! - [`ingest`]: the MQTT event loop and acknowledgement tokens.
+//! - [`validate`]: decoded readings checked against device and profile.
+//! - [`store`]: the store interface, its PostgreSQL and SQLite implementations, and the batching writer.
+//! - [`api`]: the HTTP service.
+//! - [`app`]: wires the stages together.
+
+pub mod decode;
+pub mod domain;
+pub mod api;
+pub mod app;
+pub mod broker;
+pub mod cli;
+pub mod commands;
+pub mod ingest;
+pub mod profiles;
+pub mod protocols;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+pub mod validate;
+
+

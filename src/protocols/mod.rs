@@ -1,0 +1,298 @@
+//! Alert protocols from `alerts/`: one TOML file per protocol, its file stem
+//! the protocol id. A protocol holds the rules the triage engine evaluates
+//! for the patients who follow it, and the response target per priority.
+//!
+//! This module parses and validates protocol files (`thuiswacht check`); the
+//! triage engine evaluates them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Metric;
+
+/// Alert priority in the sense of IEC 60601-1-8, plus informational.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Informational,
+    Low,
+    Medium,
+    High,
+}
+
+/// One protocol file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocol {
+    /// Human-readable name (Dutch, as nurses see it).
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// NEWS2 SpO2 scale: 1, or 2 for a prescribed target of 88–92%.
+    #[serde(default = "default_news2_scale")]
+    pub news2_scale: u8,
+    /// Minutes within which an alert of each priority should be claimed.
+    pub response_targets: BTreeMap<Priority, u32>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Rule>,
+}
+
+const fn default_news2_scale() -> u8 {
+    1
+}
+
+/// One rule of a protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Unique within the protocol; alerts are deduplicated per patient and rule.
+    pub id: String,
+    pub kind: RuleKind,
+    #[serde(default)]
+    pub metric: Option<Metric>,
+    /// Fires when the value is above this…
+    #[serde(default)]
+    pub above: Option<f64>,
+    /// …or below this.
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// Hysteresis: an alert raised by `above` ends only below this value
+    /// (by `below`: only above it).
+    #[serde(default)]
+    pub recover_at: Option<f64>,
+    /// The condition must hold this long before the rule fires.
+    #[serde(default)]
+    pub for_minutes: u32,
+    /// Fires when `repeat_count` of the last `repeat_of` readings meet the condition.
+    #[serde(default = "default_repeat")]
+    pub repeat_count: u32,
+    #[serde(default = "default_repeat")]
+    pub repeat_of: u32,
+    /// For trend rules: the change that fires, and over how many hours.
+    #[serde(default)]
+    pub delta: Option<f64>,
+    #[serde(default)]
+    pub window_hours: Option<u32>,
+    /// For missed-measurement rules: the local time by which the metric is due each day, "HH:MM".
+    #[serde(default)]
+    pub due_by: Option<String>,
+    pub priority: Priority,
+}
+
+const fn default_repeat() -> u32 {
+    1
+}
+
+/// The kinds of rule the triage engine knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    Threshold,
+    News2,
+    Trend,
+    BaselineDeviation,
+    MissedMeasurement,
+    Technical,
+}
+
+/// Problems in protocol files, one line each, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid alert protocols:\n  - {}", problems.join("\n  - "))]
+pub struct ProtocolError {
+    pub problems: Vec<String>,
+}
+
+impl Protocol {
+    /// Parses and validates one protocol.
+    ///
+    /// # Errors
+    /// Lists every problem.
+    pub fn parse(text: &str) -> Result<Protocol, Vec<String>> {
+        let protocol: Protocol = toml::from_str(text).map_err(|error| vec![error.message().to_owned()])?;
+        let problems = protocol.problems();
+        if problems.is_empty() {
+            Ok(protocol)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Returns every problem of the protocol.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !matches!(self.news2_scale, 1 | 2) {
+            problems.push("news2_scale must be 1 or 2".to_owned());
+        }
+        for priority in [Priority::High, Priority::Medium, Priority::Low] {
+            match self.response_targets.get(&priority) {
+                Some(0) | None => problems.push(format!(
+                    "response_targets must give a positive number of minutes for {priority:?}"
+                )),
+                Some(_) => {}
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for rule in &self.rules {
+            let at = format!("rule {}", rule.id);
+            if rule.id.is_empty() || !ids.insert(rule.id.as_str()) {
+                problems.push(format!("{at}: rule ids must be non-empty and unique"));
+            }
+            let needs_metric = !matches!(rule.kind, RuleKind::News2);
+            if needs_metric && rule.metric.is_none() {
+                problems.push(format!("{at}: a {:?} rule needs a metric", rule.kind));
+            }
+            if rule.repeat_count == 0 || rule.repeat_count > rule.repeat_of {
+                problems.push(format!("{at}: repeat_count must be between 1 and repeat_of"));
+            }
+            match rule.kind {
+                RuleKind::Threshold | RuleKind::Technical | RuleKind::News2 => {
+                    if rule.above.is_none() && rule.below.is_none() {
+                        problems.push(format!("{at}: give above or below"));
+                    }
+                    if let (Some(recover), Some(above)) = (rule.recover_at, rule.above) {
+                        if recover > above {
+                            problems.push(format!("{at}: recover_at {recover} must not exceed above {above}"));
+                        }
+                    }
+                    if let (Some(recover), Some(below)) = (rule.recover_at, rule.below) {
+                        if recover < below {
+                            problems.push(format!("{at}: recover_at {recover} must not be below below {below}"));
+                        }
+                    }
+                }
+                RuleKind::Trend | RuleKind::BaselineDeviation => {
+                    if rule.delta.is_none() || rule.window_hours.unwrap_or(0) == 0 {
+                        problems.push(format!("{at}: a trend needs delta and a positive window_hours"));
+                    }
+                }
+                RuleKind::MissedMeasurement => match rule.due_by.as_deref().map(parse_hhmm) {
+                    Some(Some(_)) => {}
+                    _ => problems.push(format!("{at}: due_by must be a time of day HH:MM")),
+                },
+            }
+        }
+        problems
+    }
+}
+
+/// Parses "HH:MM" into minutes after midnight.
+pub fn parse_hhmm(text: &str) -> Option<u32> {
+    let (hours, minutes) = text.split_once(':')?;
+    let hours: u32 = hours.parse().ok()?;
+    let minutes: u32 = minutes.parse().ok()?;
+    (hours < 24 && minutes < 60 && text.len() == 5).then_some(hours * 60 + minutes)
+}
+
+/// Loads every protocol of `dir`, by id.
+///
+/// # Errors
+/// Lists every problem in every file.
+pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Protocol>, ProtocolError> {
+    let mut problems = Vec::new();
+    let mut protocols = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|error| ProtocolError {
+        problems: vec![format!("cannot read {}: {error}", dir.display())],
+    })?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let id = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match Protocol::parse(&text) {
+                Ok(protocol) => {
+                    protocols.insert(id, protocol);
+                }
+                Err(file_problems) => problems.extend(
+                    file_problems
+                        .into_iter()
+                        .map(|problem| format!("{}: {problem}", path.display())),
+                ),
+            },
+            Err(error) => problems.push(format!("{}: {error}", path.display())),
+        }
+    }
+    if protocols.is_empty() && problems.is_empty() {
+        problems.push(format!("{} holds no protocols", dir.display()));
+    }
+    if problems.is_empty() {
+        Ok(protocols)
+    } else {
+        Err(ProtocolError { problems })
+    }
+}
+
+/// Validates `dir` and returns a one-line summary.
+///
+/// # Errors
+/// Lists every problem.
+pub fn check_dir(dir: &Path) -> Result<String, ProtocolError> {
+    let protocols = load_dir(dir)?;
+    let rules: usize = protocols.values().map(|p| p.rules.len()).sum();
+    Ok(format!(
+        "{} protocols with {rules} rules OK ({})",
+        protocols.len(),
+        protocols.keys().cloned().collect::<Vec<_>>().join(", ")
+    ))
+}
+
+/// Returns the ids of the protocols in `dir`.
+///
+/// # Errors
+/// Lists every problem.
+pub fn protocol_ids(dir: &Path) -> Result<Vec<String>, ProtocolError> {
+    Ok(load_dir(dir)?.into_keys().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_protocol_in_alerts_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
+        let protocols = load_dir(&dir).unwrap();
+        for id in ["default", "heart-failure", "copd", "hypertension", "diabetes"] {
+            assert!(protocols.contains_key(id), "missing protocol {id}");
+        }
+        assert_eq!(protocols["copd"].news2_scale, 2);
+    }
+
+    #[test]
+    fn invalid_protocol_lists_every_problem() {
+        let text = r#"
+            name = "x"
+            news2_scale = 3
+            [response_targets]
+            high = 60
+            [[rule]]
+            id = "a"
+            kind = "threshold"
+            priority = "high"
+            [[rule]]
+            id = "a"
+            kind = "missed_measurement"
+            metric = "body_weight"
+            due_by = "25:00"
+            priority = "low"
+        "#;
+        let problems = Protocol::parse(text).unwrap_err();
+        // scale, medium and low targets, rule a: metric + bounds, duplicate id, due_by.
+        assert_eq!(problems.len(), 7, "{problems:#?}");
+    }
+
+    #[test]
+    fn time_of_day_parses() {
+        assert_eq!(parse_hhmm("10:00"), Some(600));
+        assert_eq!(parse_hhmm("7:00"), None);
+        assert_eq!(parse_hhmm("24:00"), None);
+    }
+}

@@ -1,0 +1,276 @@
+//! Storage: the [`Store`] interface and its two implementations, PostgreSQL
+//! (with TimescaleDB when present) and embedded SQLite, plus the
+//! [`StoreWriter`](writer::StoreWriter) stage that batches readings into them.
+//!
+//! Both implementations pass the same contract tests (`tests/it/store_contract.rs`).
+//! SQL lives here only, always with bound parameters.
+
+mod postgres;
+mod sqlite;
+pub mod writer;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
+use crate::settings::{DatabaseKind, Settings};
+use crate::validate::DeviceRecord;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or the connection broke: retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database refused the statement itself: retrying will not help.
+    #[error("database refused the statement: {0}")]
+    Rejected(#[source] sqlx::Error),
+    /// A name that must be unique is taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A referenced row does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Returns whether retrying the same operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> StoreError {
+        match error {
+            sqlx::Error::Database(_)
+            | sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::RowNotFound => StoreError::Rejected(error),
+            other => StoreError::Unavailable(other),
+        }
+    }
+}
+
+/// A rejection as the quarantine keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineRecord {
+    pub received_at: Timestamp,
+    /// `mqtt:{topic}` or `http`.
+    pub source: String,
+    pub device_id: Option<String>,
+    pub reason: RejectReason,
+    pub detail: String,
+    /// The offending bytes, cut to `quarantine_raw_max_bytes`.
+    pub raw: Vec<u8>,
+    /// The size of the offending bytes before cutting.
+    pub raw_size: i64,
+}
+
+/// A quarantine row as listed for operators.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuarantineEntry {
+    pub id: i64,
+    pub received_at: Timestamp,
+    pub source: String,
+    pub device_id: Option<String>,
+    pub reason: String,
+    pub detail: String,
+    pub raw_size: i64,
+    /// The kept bytes, as text where they are UTF-8 (lossy otherwise).
+    pub raw_preview: String,
+}
+
+/// A care team (e.g. a region's district nurses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Team {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// A patient to register. Pseudonymous: a display name and a birth year, no national id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPatient {
+    pub team: String,
+    pub display_name: String,
+    pub birth_year: Option<i32>,
+    pub protocols: Vec<String>,
+}
+
+/// A registered patient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Patient {
+    pub id: Uuid,
+    pub team_id: Uuid,
+    pub team: String,
+    pub display_name: String,
+    pub birth_year: Option<i32>,
+    pub protocols: Vec<String>,
+}
+
+/// A device to register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    pub device_id: DeviceId,
+    pub profile_id: String,
+    pub patient_id: Uuid,
+}
+
+/// The scope of an API bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// May post readings.
+    Ingest,
+    /// May read the API.
+    Read,
+}
+
+impl TokenScope {
+    pub const fn code(self) -> &'static str {
+        match self {
+            TokenScope::Ingest => "ingest",
+            TokenScope::Read => "read",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<TokenScope> {
+        match code {
+            "ingest" => Some(TokenScope::Ingest),
+            "read" => Some(TokenScope::Read),
+            _ => None,
+        }
+    }
+}
+
+/// A bearer token as stored: only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: TokenScope,
+    pub revoked: bool,
+}
+
+/// One stored reading as read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredReading {
+    pub device_id: String,
+    pub patient_id: Uuid,
+    pub metric: Metric,
+    pub value: f64,
+    pub ts: Timestamp,
+}
+
+/// The storage interface every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Returns which backend this is.
+    fn kind(&self) -> DatabaseKind;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Writes readings and quarantine records in one transaction, skipping
+    /// readings whose `(device_id, metric, ts)` is already stored. Returns,
+    /// per reading, whether it was new.
+    async fn commit_batch(
+        &self,
+        readings: &[Reading],
+        quarantine: &[QuarantineRecord],
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// Returns the registry entries of those of `ids` that are registered.
+    async fn find_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceRecord>, StoreError>;
+
+    /// Creates a team and returns its id.
+    async fn add_team(&self, name: &str) -> Result<Uuid, StoreError>;
+    async fn list_teams(&self) -> Result<Vec<Team>, StoreError>;
+    /// Creates a patient in an existing team and returns its id.
+    async fn add_patient(&self, patient: &NewPatient) -> Result<Uuid, StoreError>;
+    async fn list_patients(&self) -> Result<Vec<Patient>, StoreError>;
+    /// Links a device to a patient; a device id already registered is a conflict.
+    async fn add_device(&self, device: &NewDevice) -> Result<(), StoreError>;
+    async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Stores a token by the SHA-256 of its secret and returns its id.
+    async fn add_token(&self, name: &str, scope: TokenScope, secret_sha256: &[u8]) -> Result<Uuid, StoreError>;
+    /// Returns the token with this secret hash, if any.
+    async fn find_token(&self, secret_sha256: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Returns the newest quarantine entries, newest first.
+    async fn list_quarantine(&self, limit: i64) -> Result<Vec<QuarantineEntry>, StoreError>;
+    /// Counts quarantine entries with this reason.
+    async fn count_quarantine(&self, reason: RejectReason) -> Result<i64, StoreError>;
+
+    /// Returns the readings of a device in event-time order.
+    async fn device_readings(&self, device_id: &DeviceId) -> Result<Vec<StoredReading>, StoreError>;
+    /// Counts all stored readings.
+    async fn count_readings(&self) -> Result<i64, StoreError>;
+}
+
+/// Connects to the store the settings name (without migrating).
+///
+/// # Errors
+/// Returns an error when the database cannot be reached or opened.
+pub async fn connect(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
+    match settings.database_kind() {
+        DatabaseKind::Postgres => Ok(Arc::new(PgStore::connect(settings).await?)),
+        DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::connect(settings).await?)),
+    }
+}
+
+/// Cuts `raw` to at most `max` bytes for the quarantine.
+pub fn quarantine_record(
+    rejection: &crate::domain::Rejection,
+    source: &str,
+    received_at: Timestamp,
+    raw_max_bytes: usize,
+) -> QuarantineRecord {
+    let kept = rejection.raw.len().min(raw_max_bytes);
+    QuarantineRecord {
+        received_at,
+        source: source.to_owned(),
+        device_id: rejection.device_id.clone(),
+        reason: rejection.reason,
+        // PostgreSQL text cannot hold NUL; details quote payload fragments.
+        detail: rejection.detail.replace('\0', "\\0"),
+        raw: rejection.raw[..kept].to_vec(),
+        raw_size: rejection.raw.len() as i64,
+    }
+}
+
+/// Builds the text preview of quarantined bytes.
+fn raw_preview(raw: &[u8]) -> String {
+    const PREVIEW_BYTES: usize = 512;
+    let cut = &raw[..raw.len().min(PREVIEW_BYTES)];
+    String::from_utf8_lossy(cut).into_owned()
+}
+
+/// Maps a unique-constraint violation to [`StoreError::Conflict`] and a
+/// foreign-key violation to [`StoreError::NotFound`].
+fn on_constraint(error: sqlx::Error, what: &str) -> StoreError {
+    if let sqlx::Error::Database(database_error) = &error {
+        match database_error.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => return StoreError::Conflict(what.to_owned()),
+            sqlx::error::ErrorKind::ForeignKeyViolation => {
+                return StoreError::NotFound(format!("what {what} refers to"))
+            }
+            _ => {}
+        }
+    }
+    StoreError::from(error)
+}

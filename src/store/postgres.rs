@@ -1,0 +1,398 @@
+//! The PostgreSQL store (TimescaleDB when present; see `migrations/postgres`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::{
+    on_constraint, raw_preview, NewDevice, NewPatient, Patient, QuarantineEntry, QuarantineRecord,
+    Store, StoreError, StoredReading, Team, TokenRecord, TokenScope,
+};
+use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
+use crate::settings::{DatabaseKind, Settings};
+use crate::validate::DeviceRecord;
+
+/// Embedded PostgreSQL migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A PostgreSQL connection pool with Thuiswacht's queries.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects with the pool size and acquire timeout of the settings.
+    ///
+    /// # Errors
+    /// Returns an error for an invalid URL; an unreachable server is reported
+    /// on first use, so that the service can start while the database is down.
+    pub async fn connect(settings: &Settings) -> Result<PgStore, StoreError> {
+        let url = settings.database_url();
+        let options: PgConnectOptions = url
+            .expose_secret()
+            .parse()
+            .map_err(StoreError::Unavailable)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.db_max_connections)
+            .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
+            .connect_lazy_with(options.application_name("thuiswacht"));
+        Ok(PgStore { pool })
+    }
+
+    /// Wraps an existing pool (tests use `#[sqlx::test]` pools).
+    pub fn from_pool(pool: PgPool) -> PgStore {
+        PgStore { pool }
+    }
+
+    /// Returns the pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn to_datetime(ts: Timestamp) -> DateTime<Utc> {
+    ts.to_datetime()
+}
+
+fn from_datetime(instant: DateTime<Utc>) -> Timestamp {
+    Timestamp::from_datetime(instant)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> DatabaseKind {
+        DatabaseKind::Postgres
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(readings = readings.len(), quarantine = quarantine.len()))]
+    async fn commit_batch(
+        &self,
+        readings: &[Reading],
+        quarantine: &[QuarantineRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let mut is_new = vec![false; readings.len()];
+        if !readings.is_empty() {
+            let device_ids: Vec<&str> = readings.iter().map(|r| r.device_id.as_str()).collect();
+            let metrics: Vec<&str> = readings.iter().map(|r| r.metric.code()).collect();
+            let timestamps: Vec<DateTime<Utc>> = readings.iter().map(|r| to_datetime(r.ts)).collect();
+            let patients: Vec<Uuid> = readings.iter().map(|r| r.patient_id).collect();
+            let values: Vec<f64> = readings.iter().map(|r| r.value).collect();
+            let received: Vec<DateTime<Utc>> =
+                readings.iter().map(|r| to_datetime(r.received_at)).collect();
+            // One statement per batch; ON CONFLICT DO NOTHING makes redelivery
+            // harmless and RETURNING tells which rows are new.
+            let inserted = sqlx::query(
+                "insert into readings (device_id, metric, ts, patient_id, value, received_at)
+                 select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[],
+                                      $5::float8[], $6::timestamptz[])
+                 on conflict (device_id, metric, ts) do nothing
+                 returning device_id, metric, ts",
+            )
+            .bind(&device_ids)
+            .bind(&metrics)
+            .bind(&timestamps)
+            .bind(&patients)
+            .bind(&values)
+            .bind(&received)
+            .fetch_all(&mut *transaction)
+            .await?;
+            mark_new(readings, &mut is_new, inserted.iter().map(|row| {
+                let device: &str = row.get(0);
+                let metric: &str = row.get(1);
+                let ts: DateTime<Utc> = row.get(2);
+                (device.to_owned(), metric.to_owned(), from_datetime(ts))
+            }));
+        }
+        if !quarantine.is_empty() {
+            let received: Vec<DateTime<Utc>> =
+                quarantine.iter().map(|q| to_datetime(q.received_at)).collect();
+            let sources: Vec<&str> = quarantine.iter().map(|q| q.source.as_str()).collect();
+            let devices: Vec<Option<&str>> = quarantine.iter().map(|q| q.device_id.as_deref()).collect();
+            let reasons: Vec<&str> = quarantine.iter().map(|q| q.reason.code()).collect();
+            let details: Vec<&str> = quarantine.iter().map(|q| q.detail.as_str()).collect();
+            let raws: Vec<&[u8]> = quarantine.iter().map(|q| q.raw.as_slice()).collect();
+            let sizes: Vec<i32> = quarantine
+                .iter()
+                .map(|q| i32::try_from(q.raw_size).unwrap_or(i32::MAX))
+                .collect();
+            sqlx::query(
+                "insert into quarantine (received_at, source, device_id, reason, detail, raw, raw_size)
+                 select * from unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
+                                      $5::text[], $6::bytea[], $7::int4[])",
+            )
+            .bind(&received)
+            .bind(&sources)
+            .bind(&devices)
+            .bind(&reasons)
+            .bind(&details)
+            .bind(&raws)
+            .bind(&sizes)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(is_new)
+    }
+
+    async fn find_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceRecord>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(DeviceId::as_str).collect();
+        let rows = sqlx::query(
+            "select d.device_id, d.profile_id, d.patient_id, p.team_id,
+                    d.active_from <= now() and (d.active_until is null or d.active_until > now())
+             from devices d join patients p on p.id = d.patient_id
+             where d.device_id = any($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(device_from_row).collect()
+    }
+
+    async fn add_team(&self, name: &str) -> Result<Uuid, StoreError> {
+        let id = Uuid::now_v7();
+        sqlx::query("insert into teams (id, name) values ($1, $2)")
+            .bind(id)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| on_constraint(error, &format!("team {name}")))?;
+        Ok(id)
+    }
+
+    async fn list_teams(&self) -> Result<Vec<Team>, StoreError> {
+        let rows = sqlx::query("select id, name from teams order by name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Team {
+                id: row.get(0),
+                name: row.get(1),
+            })
+            .collect())
+    }
+
+    async fn add_patient(&self, patient: &NewPatient) -> Result<Uuid, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let team_id: Option<Uuid> = sqlx::query_scalar("select id from teams where name = $1")
+            .bind(&patient.team)
+            .fetch_optional(&mut *transaction)
+            .await?;
+        let Some(team_id) = team_id else {
+            return Err(StoreError::NotFound(format!("team {}", patient.team)));
+        };
+        let id = Uuid::new_v4();
+        sqlx::query("insert into patients (id, team_id, display_name, birth_year) values ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(team_id)
+            .bind(&patient.display_name)
+            .bind(patient.birth_year)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query(
+            "insert into patient_protocols (patient_id, protocol_id) select $1, unnest($2::text[])",
+        )
+        .bind(id)
+        .bind(&patient.protocols)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(id)
+    }
+
+    async fn list_patients(&self) -> Result<Vec<Patient>, StoreError> {
+        let rows = sqlx::query(
+            "select p.id, p.team_id, t.name, p.display_name, p.birth_year,
+                    coalesce(array_agg(pp.protocol_id order by pp.protocol_id)
+                             filter (where pp.protocol_id is not null), '{}')
+             from patients p
+             join teams t on t.id = p.team_id
+             left join patient_protocols pp on pp.patient_id = p.id
+             group by p.id, t.name
+             order by t.name, p.display_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Patient {
+                id: row.get(0),
+                team_id: row.get(1),
+                team: row.get(2),
+                display_name: row.get(3),
+                birth_year: row.get(4),
+                protocols: row.get(5),
+            })
+            .collect())
+    }
+
+    async fn add_device(&self, device: &NewDevice) -> Result<(), StoreError> {
+        sqlx::query("insert into devices (device_id, profile_id, patient_id) values ($1, $2, $3)")
+            .bind(device.device_id.as_str())
+            .bind(&device.profile_id)
+            .bind(device.patient_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| match on_constraint(error, &format!("device {}", device.device_id)) {
+                StoreError::NotFound(_) => StoreError::NotFound(format!("patient {}", device.patient_id)),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query(
+            "select d.device_id, d.profile_id, d.patient_id, p.team_id,
+                    d.active_from <= now() and (d.active_until is null or d.active_until > now())
+             from devices d join patients p on p.id = d.patient_id
+             order by d.device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(device_from_row).collect()
+    }
+
+    async fn add_token(&self, name: &str, scope: TokenScope, secret_sha256: &[u8]) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        sqlx::query("insert into api_tokens (id, name, scope, secret_sha256) values ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(name)
+            .bind(scope.code())
+            .bind(secret_sha256)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| on_constraint(error, "token"))?;
+        Ok(id)
+    }
+
+    async fn find_token(&self, secret_sha256: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(
+            "select id, name, scope, revoked_at is not null from api_tokens where secret_sha256 = $1",
+        )
+        .bind(secret_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|row| {
+            let scope: &str = row.get(2);
+            Some(TokenRecord {
+                id: row.get(0),
+                name: row.get(1),
+                scope: TokenScope::from_code(scope)?,
+                revoked: row.get(3),
+            })
+        }))
+    }
+
+    async fn list_quarantine(&self, limit: i64) -> Result<Vec<QuarantineEntry>, StoreError> {
+        let rows = sqlx::query(
+            "select id, received_at, source, device_id, reason, detail, raw_size, raw
+             from quarantine order by received_at desc, id desc limit $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let raw: Vec<u8> = row.get(7);
+                let size: i32 = row.get(6);
+                QuarantineEntry {
+                    id: row.get(0),
+                    received_at: from_datetime(row.get(1)),
+                    source: row.get(2),
+                    device_id: row.get(3),
+                    reason: row.get(4),
+                    detail: row.get(5),
+                    raw_size: i64::from(size),
+                    raw_preview: raw_preview(&raw),
+                }
+            })
+            .collect())
+    }
+
+    async fn count_quarantine(&self, reason: RejectReason) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("select count(*) from quarantine where reason = $1")
+            .bind(reason.code())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn device_readings(&self, device_id: &DeviceId) -> Result<Vec<StoredReading>, StoreError> {
+        let rows = sqlx::query(
+            "select device_id, patient_id, metric, value, ts from readings
+             where device_id = $1 order by ts, metric",
+        )
+        .bind(device_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let metric: &str = row.get(2);
+                Ok(StoredReading {
+                    device_id: row.get(0),
+                    patient_id: row.get(1),
+                    metric: Metric::from_code(metric)
+                        .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
+                    value: row.get(3),
+                    ts: from_datetime(row.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    async fn count_readings(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("select count(*) from readings")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+fn device_from_row(row: sqlx::postgres::PgRow) -> Result<DeviceRecord, StoreError> {
+    let device_id: &str = row.get(0);
+    Ok(DeviceRecord {
+        device_id: DeviceId::parse(device_id)
+            .map_err(|error| StoreError::NotFound(format!("valid device id ({error})")))?,
+        profile_id: row.get(1),
+        patient_id: row.get(2),
+        team_id: row.get(3),
+        active: row.get(4),
+    })
+}
+
+/// Marks as new the readings whose key the database returned as inserted.
+/// Within one batch the first occurrence of a key is the one stored.
+pub(super) fn mark_new(
+    readings: &[Reading],
+    is_new: &mut [bool],
+    inserted: impl Iterator<Item = (String, String, Timestamp)>,
+) {
+    let mut first_index: HashMap<(&str, &str, Timestamp), usize> = HashMap::with_capacity(readings.len());
+    for (index, reading) in readings.iter().enumerate() {
+        first_index
+            .entry((reading.device_id.as_str(), reading.metric.code(), reading.ts))
+            .or_insert(index);
+    }
+    for (device, metric, ts) in inserted {
+        if let Some(&index) = first_index.get(&(device.as_str(), metric.as_str(), ts)) {
+            is_new[index] = true;
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The embedded SQLite store: one file in the data folder, for a first run, a
+//! demo or a single small practice. WAL journal with `synchronous = FULL`, so
+//! a committed batch survives a crash or power loss before it is acknowledged.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use uuid::Uuid;
+
+use super::{
+    on_constraint, postgres::mark_new, raw_preview, NewDevice, NewPatient, Patient, QuarantineEntry,
+    QuarantineRecord, Store, StoreError, StoredReading, Team, TokenRecord, TokenScope,
+};
+use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
+use crate::settings::{DatabaseKind, Settings};
+use crate::validate::DeviceRecord;
+
+/// Embedded SQLite migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite allows 32,766 bound variables per statement; a reading takes six.
+const READINGS_PER_STATEMENT: usize = 5_000;
+
+/// A SQLite connection pool with Thuiswacht's queries.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file of the settings.
+    ///
+    /// # Errors
+    /// Returns an error when the file cannot be opened or created.
+    pub async fn connect(settings: &Settings) -> Result<SqliteStore, StoreError> {
+        let url = settings.database_url();
+        if settings.database_url.is_none() {
+            std::fs::create_dir_all(&settings.data_dir).map_err(|error| {
+                StoreError::Unavailable(sqlx::Error::Io(error))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str(url.expose_secret())
+            .map_err(StoreError::Unavailable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            // Readers and the writer share the file; a writer waits instead of failing.
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.db_max_connections.min(8))
+            .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Returns the pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn device_from_row(row: sqlx::sqlite::SqliteRow) -> Result<DeviceRecord, StoreError> {
+    let device_id: &str = row.get(0);
+    let patient: &str = row.get(2);
+    let team: &str = row.get(3);
+    Ok(DeviceRecord {
+        device_id: DeviceId::parse(device_id)
+            .map_err(|error| StoreError::NotFound(format!("valid device id ({error})")))?,
+        profile_id: row.get(1),
+        patient_id: parse_uuid(patient)?,
+        team_id: parse_uuid(team)?,
+        active: row.get(4),
+    })
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|_| StoreError::NotFound(format!("valid uuid {text}")))
+}
+
+const DEVICE_COLUMNS: &str = "select d.device_id, d.profile_id, d.patient_id, p.team_id,
+        d.active_from <= ?1 and (d.active_until is null or d.active_until > ?1)
+     from devices d join patients p on p.id = d.patient_id";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> DatabaseKind {
+        DatabaseKind::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(readings = readings.len(), quarantine = quarantine.len()))]
+    async fn commit_batch(
+        &self,
+        readings: &[Reading],
+        quarantine: &[QuarantineRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let mut is_new = vec![false; readings.len()];
+        let mut inserted_keys = Vec::new();
+        for chunk in readings.chunks(READINGS_PER_STATEMENT) {
+            let mut builder: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "insert into readings (device_id, metric, ts, patient_id, value, received_at) ",
+            );
+            builder.push_values(chunk, |mut row, reading| {
+                row.push_bind(reading.device_id.as_str())
+                    .push_bind(reading.metric.code())
+                    .push_bind(reading.ts.micros())
+                    .push_bind(reading.patient_id.to_string())
+                    .push_bind(reading.value)
+                    .push_bind(reading.received_at.micros());
+            });
+            builder.push(" on conflict (device_id, metric, ts) do nothing returning device_id, metric, ts");
+            let rows = builder.build().fetch_all(&mut *transaction).await?;
+            for row in rows {
+                let device: String = row.get(0);
+                let metric: String = row.get(1);
+                let ts: i64 = row.get(2);
+                inserted_keys.push((device, metric, Timestamp(ts)));
+            }
+        }
+        mark_new(readings, &mut is_new, inserted_keys.into_iter());
+        for record in quarantine {
+            sqlx::query(
+                "insert into quarantine (received_at, source, device_id, reason, detail, raw, raw_size)
+                 values (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(record.received_at.micros())
+            .bind(&record.source)
+            .bind(record.device_id.as_deref())
+            .bind(record.reason.code())
+            .bind(&record.detail)
+            .bind(record.raw.as_slice())
+            .bind(record.raw_size)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(is_new)
+    }
+
+    async fn find_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceRecord>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(DeviceId::as_str).collect();
+        let ids_json = serde_json::to_string(&ids).expect("strings serialize");
+        let rows = sqlx::query(&format!(
+            "{DEVICE_COLUMNS} where d.device_id in (select value from json_each(?2))"
+        ))
+        .bind(Timestamp::now().micros())
+        .bind(ids_json)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(device_from_row).collect()
+    }
+
+    async fn add_team(&self, name: &str) -> Result<Uuid, StoreError> {
+        let id = Uuid::now_v7();
+        sqlx::query("insert into teams (id, name, created_at) values (?, ?, ?)")
+            .bind(id.to_string())
+            .bind(name)
+            .bind(Timestamp::now().micros())
+            .execute(&self.pool)
+            .await
+            .map_err(|error| on_constraint(error, &format!("team {name}")))?;
+        Ok(id)
+    }
+
+    async fn list_teams(&self) -> Result<Vec<Team>, StoreError> {
+        let rows = sqlx::query("select id, name from teams order by name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let id: &str = row.get(0);
+                Ok(Team {
+                    id: parse_uuid(id)?,
+                    name: row.get(1),
+                })
+            })
+            .collect()
+    }
+
+    async fn add_patient(&self, patient: &NewPatient) -> Result<Uuid, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let team_id: Option<String> = sqlx::query_scalar("select id from teams where name = ?")
+            .bind(&patient.team)
+            .fetch_optional(&mut *transaction)
+            .await?;
+        let Some(team_id) = team_id else {
+            return Err(StoreError::NotFound(format!("team {}", patient.team)));
+        };
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "insert into patients (id, team_id, display_name, birth_year, created_at) values (?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(team_id)
+        .bind(&patient.display_name)
+        .bind(patient.birth_year)
+        .bind(Timestamp::now().micros())
+        .execute(&mut *transaction)
+        .await?;
+        for protocol in &patient.protocols {
+            sqlx::query("insert into patient_protocols (patient_id, protocol_id) values (?, ?)")
+                .bind(id.to_string())
+                .bind(protocol)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(id)
+    }
+
+    async fn list_patients(&self) -> Result<Vec<Patient>, StoreError> {
+        let rows = sqlx::query(
+            "select p.id, p.team_id, t.name, p.display_name, p.birth_year,
+                    (select json_group_array(protocol_id) from
+                        (select protocol_id from patient_protocols where patient_id = p.id order by protocol_id))
+             from patients p join teams t on t.id = p.team_id
+             order by t.name, p.display_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let id: &str = row.get(0);
+                let team_id: &str = row.get(1);
+                let protocols: String = row.get(5);
+                Ok(Patient {
+                    id: parse_uuid(id)?,
+                    team_id: parse_uuid(team_id)?,
+                    team: row.get(2),
+                    display_name: row.get(3),
+                    birth_year: row.get(4),
+                    protocols: serde_json::from_str(&protocols).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn add_device(&self, device: &NewDevice) -> Result<(), StoreError> {
+        let now = Timestamp::now().micros();
+        sqlx::query(
+            "insert into devices (device_id, profile_id, patient_id, active_from, created_at) values (?, ?, ?, ?, ?)",
+        )
+        .bind(device.device_id.as_str())
+        .bind(&device.profile_id)
+        .bind(device.patient_id.to_string())
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| match on_constraint(error, &format!("device {}", device.device_id)) {
+            StoreError::NotFound(_) => StoreError::NotFound(format!("patient {}", device.patient_id)),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query(&format!("{DEVICE_COLUMNS} order by d.device_id"))
+            .bind(Timestamp::now().micros())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(device_from_row).collect()
+    }
+
+    async fn add_token(&self, name: &str, scope: TokenScope, secret_sha256: &[u8]) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "insert into api_tokens (id, name, scope, secret_sha256, created_at) values (?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(name)
+        .bind(scope.code())
+        .bind(secret_sha256)
+        .bind(Timestamp::now().micros())
+        .execute(&self.pool)
+        .await
+        .map_err(|error| on_constraint(error, "token"))?;
+        Ok(id)
+    }
+
+    async fn find_token(&self, secret_sha256: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(
+            "select id, name, scope, revoked_at is not null from api_tokens where secret_sha256 = ?",
+        )
+        .bind(secret_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: &str = row.get(0);
+        let scope: &str = row.get(2);
+        Ok(TokenScope::from_code(scope).map(|scope| TokenRecord {
+            id: Uuid::parse_str(id).unwrap_or_default(),
+            name: row.get(1),
+            scope,
+            revoked: row.get(3),
+        }))
+    }
+
+    async fn list_quarantine(&self, limit: i64) -> Result<Vec<QuarantineEntry>, StoreError> {
+        let rows = sqlx::query(
+            "select id, received_at, source, device_id, reason, detail, raw_size, raw
+             from quarantine order by received_at desc, id desc limit ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let raw: Vec<u8> = row.get(7);
+                QuarantineEntry {
+                    id: row.get(0),
+                    received_at: Timestamp(row.get(1)),
+                    source: row.get(2),
+                    device_id: row.get(3),
+                    reason: row.get(4),
+                    detail: row.get(5),
+                    raw_size: row.get(6),
+                    raw_preview: raw_preview(&raw),
+                }
+            })
+            .collect())
+    }
+
+    async fn count_quarantine(&self, reason: RejectReason) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("select count(*) from quarantine where reason = ?")
+            .bind(reason.code())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn device_readings(&self, device_id: &DeviceId) -> Result<Vec<StoredReading>, StoreError> {
+        let rows = sqlx::query(
+            "select device_id, patient_id, metric, value, ts from readings
+             where device_id = ? order by ts, metric",
+        )
+        .bind(device_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let patient: &str = row.get(1);
+                let metric: &str = row.get(2);
+                Ok(StoredReading {
+                    device_id: row.get(0),
+                    patient_id: parse_uuid(patient)?,
+                    metric: Metric::from_code(metric)
+                        .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
+                    value: row.get(3),
+                    ts: Timestamp(row.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    async fn count_readings(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("select count(*) from readings")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
