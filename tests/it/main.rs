@@ -1,0 +1,13 @@
+//! Integration tests, one binary (faster to link). They talk to the real
+//! PostgreSQL (`DATABASE_URL`) and the real Mosquitto
+//! (`THUISWACHT_TEST_MQTT_URL`) that `scripts/test` makes sure are running;
+//! a missing service fails the test, it is never skipped.
+
+mod helpers;
+
+mod admin_cli;
+mod crash;
+mod db_outage;
+mod http_ingest;
+mod mqtt_ingest;
+mod store_contract;
