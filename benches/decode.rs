@@ -20,13 +20,21 @@ fn v1(count: usize) -> Bytes {
             )
         })
         .collect();
-    Bytes::from(format!(r#"{{"device_id":"wear-1","seq":1,"readings":[{}]}}"#, readings.join(",")))
+    Bytes::from(format!(
+        r#"{{"device_id":"wear-1","seq":1,"readings":[{}]}}"#,
+        readings.join(",")
+    ))
 }
 
 fn senml(count: usize) -> Bytes {
-    let mut records = vec![format!(r#"{{"bn":"wear-1/","bt":1763796665,"bu":"beat/min","n":"heart_rate","v":60}}"#)];
+    let mut records = vec![format!(
+        r#"{{"bn":"wear-1/","bt":1763796665,"bu":"beat/min","n":"heart_rate","v":60}}"#
+    )];
     for i in 1..count {
-        records.push(format!(r#"{{"n":"heart_rate","t":{i},"v":{}}}"#, 60 + i % 40));
+        records.push(format!(
+            r#"{{"n":"heart_rate","t":{i},"v":{}}}"#,
+            60 + i % 40
+        ));
     }
     Bytes::from(format!("[{}]", records.join(",")))
 }
@@ -47,8 +55,13 @@ fn fhir(count: usize) -> Bytes {
     if count == 1 {
         return Bytes::from(observation(0));
     }
-    let entries: Vec<String> = (0..count).map(|i| format!(r#"{{"resource":{}}}"#, observation(i))).collect();
-    Bytes::from(format!(r#"{{"resourceType":"Bundle","type":"collection","entry":[{}]}}"#, entries.join(",")))
+    let entries: Vec<String> = (0..count)
+        .map(|i| format!(r#"{{"resource":{}}}"#, observation(i)))
+        .collect();
+    Bytes::from(format!(
+        r#"{{"resourceType":"Bundle","type":"collection","entry":[{}]}}"#,
+        entries.join(",")
+    ))
 }
 
 fn bench_decoders(c: &mut Criterion) {
@@ -67,10 +80,18 @@ fn bench_decoders(c: &mut Criterion) {
         for count in [1_usize, 10, 100] {
             let payload = build(count);
             let check = decode(&payload, &context);
-            assert_eq!(check.readings.len(), count, "{format} payload decodes fully");
+            assert_eq!(
+                check.readings.len(),
+                count,
+                "{format} payload decodes fully"
+            );
             group.throughput(Throughput::Elements(count as u64));
             group.bench_function(format!("{format}_batch_{count}"), |b| {
-                b.iter_batched(|| payload.clone(), |payload| decode(&payload, &context), BatchSize::SmallInput)
+                b.iter_batched(
+                    || payload.clone(),
+                    |payload| decode(&payload, &context),
+                    BatchSize::SmallInput,
+                )
             });
         }
     }

@@ -18,15 +18,26 @@ use thuiswacht::store::{NewDevice, NewPatient, PgStore, SqliteStore, Store};
 use uuid::Uuid;
 
 fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 async fn postgres_store() -> Arc<dyn Store> {
     let name = format!("tw_test_bench_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&database_url()).await.expect("PostgreSQL running");
-    sqlx::query(&format!("create database {name}")).execute(&mut admin).await.unwrap();
-    let (prefix, _) = database_url().rsplit_once('/').map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap();
-    let pool = sqlx::PgPool::connect(&format!("{prefix}/{name}")).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&database_url())
+        .await
+        .expect("PostgreSQL running");
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (prefix, _) = database_url()
+        .rsplit_once('/')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&format!("{prefix}/{name}"))
+        .await
+        .unwrap();
     let store = PgStore::from_pool(pool);
     store.migrate().await.unwrap();
     Arc::new(store)
@@ -44,6 +55,7 @@ async fn patient(store: &Arc<dyn Store>) -> Uuid {
     store.add_team("Meppel").await.unwrap();
     let patient = store
         .add_patient(&NewPatient {
+            id: uuid::Uuid::new_v4(),
             team: "Meppel".to_owned(),
             display_name: "bench".to_owned(),
             birth_year: None,
@@ -65,7 +77,9 @@ async fn patient(store: &Arc<dyn Store>) -> Uuid {
 }
 
 fn batch(patient: Uuid, size: usize, clock: &AtomicI64) -> Vec<Reading> {
-    let devices: Vec<DeviceId> = (0..100).map(|d| DeviceId::parse(&format!("wear-{d}")).unwrap()).collect();
+    let devices: Vec<DeviceId> = (0..100)
+        .map(|d| DeviceId::parse(&format!("wear-{d}")).unwrap())
+        .collect();
     (0..size)
         .map(|i| Reading {
             device_id: devices[i % 100].clone(),
@@ -83,7 +97,10 @@ fn bench_store(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let stores: Vec<(&str, Arc<dyn Store>)> = runtime.block_on(async {
-        vec![("postgres", postgres_store().await), ("sqlite", sqlite_store(dir.path()).await)]
+        vec![
+            ("postgres", postgres_store().await),
+            ("sqlite", sqlite_store(dir.path()).await),
+        ]
     });
     let mut group = c.benchmark_group("store_writer");
     group.measurement_time(Duration::from_secs(8));
@@ -95,7 +112,9 @@ fn bench_store(c: &mut Criterion) {
             group.throughput(Throughput::Elements(size as u64));
             group.bench_function(format!("{name}_commit_batch_{size}"), |b| {
                 b.iter_custom(|iterations| {
-                    let batches: Vec<Vec<Reading>> = (0..iterations).map(|_| batch(patient, size, &clock)).collect();
+                    let batches: Vec<Vec<Reading>> = (0..iterations)
+                        .map(|_| batch(patient, size, &clock))
+                        .collect();
                     runtime.block_on(async {
                         let started = Instant::now();
                         for readings in &batches {

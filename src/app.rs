@@ -58,11 +58,15 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         install_crypto_provider();
         let settings = Arc::new(settings);
-        let profiles = Profiles::load_dir(&settings.devices_dir).context("failed to load device profiles")?;
+        let profiles =
+            Profiles::load_dir(&settings.devices_dir).context("failed to load device profiles")?;
         let store = crate::store::connect(&settings)
             .await
             .context("failed to open the database")?;
-        store.migrate().await.context("failed to migrate the database")?;
+        store
+            .migrate()
+            .await
+            .context("failed to migrate the database")?;
         let broker_url = match &settings.mqtt_url {
             Some(url) => url.clone(),
             None => {
@@ -161,6 +165,7 @@ impl Application {
         };
         let ingest_task = tracker.spawn(ingestor.run(shutdown.clone(), writer_done.clone()));
 
+        let store_for_demo = store.clone();
         let state = AppState {
             store,
             settings: settings.clone(),
@@ -176,6 +181,9 @@ impl Application {
                     .await
             })
         };
+        if settings.demo_enabled() {
+            tracker.spawn(run_demo(store_for_demo, settings.clone(), shutdown.clone()));
+        }
         tracker.close();
 
         // A stage that ends before shutdown is a failure: report it and stop.
@@ -215,8 +223,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler succeeds on unix");
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler succeeds on unix");
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = terminate.recv() => {}
@@ -228,4 +237,48 @@ pub fn shutdown_on_signals() -> CancellationToken {
         trigger.cancel();
     });
     token
+}
+
+/// Patients in the demo population: enough to fill a worklist, few enough
+/// that the 14-day history loads in seconds.
+const DEMO_PATIENTS: usize = 16;
+/// Days of demo history published at start, so charts and baselines have data.
+const DEMO_DAYS: u32 = 14;
+/// The demo seed: the same demo every time.
+const DEMO_SEED: u64 = 2026;
+
+/// Registers the demo population and publishes its history, then its
+/// readings in real time, to the broker in use, like real devices would.
+async fn run_demo(store: Arc<dyn Store>, settings: Arc<Settings>, shutdown: CancellationToken) {
+    use crate::simulate::{publish, register, write_truth, Population, PublishOptions};
+    let population = Population::generate(
+        DEMO_SEED,
+        DEMO_PATIENTS,
+        DEMO_DAYS,
+        crate::domain::Timestamp::now(),
+    );
+    if let Err(error) = register(&store, &population).await {
+        tracing::error!(error = %error, "failed to register the demo population");
+        return;
+    }
+    let truth = settings.data_dir.join("demo-truth.jsonl");
+    if let Err(error) = write_truth(&population, &truth) {
+        tracing::warn!(error = %error, "failed to write the demo deteriorations");
+    }
+    tracing::info!(
+        patients = DEMO_PATIENTS,
+        days = DEMO_DAYS,
+        "demo population publishing its history"
+    );
+    let options = PublishOptions {
+        broker_url: crate::commands::broker_url(&settings),
+        topic_root: settings.mqtt_topic_root.clone(),
+        client_id: "thuiswacht-demo-devices".to_owned(),
+        rate: None,
+        follow: true,
+        progress: false,
+    };
+    if let Err(error) = publish(&population, &options, shutdown).await {
+        tracing::warn!(error = %error, "demo devices stopped");
+    }
 }

@@ -77,6 +77,8 @@ pub enum Command {
     Migrate,
     /// Validate devices/ and alerts/ and exit non-zero on any error.
     Check,
+    /// Simulate a population of older people at home and publish their readings over MQTT.
+    Simulate(SimulateArgs),
     /// Manage teams, patients, devices, tokens; list the quarantine.
     Admin {
         /// Print JSON instead of text.
@@ -174,4 +176,31 @@ pub enum QuarantineCommand {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+}
+
+/// Options of `thuiswacht simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Number of patients.
+    #[arg(long, default_value_t = 50)]
+    pub patients: usize,
+    /// Seed: the same seed gives the same population and readings.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Days of history to publish, ending now, as fast as possible (or at --rate).
+    #[arg(long, default_value_t = 1)]
+    pub days: u32,
+    /// Messages per second (default: as fast as the broker takes them).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Create the population's teams, patients and devices first.
+    #[arg(long)]
+    pub register: bool,
+    /// After the history, keep publishing in real time until stopped.
+    #[arg(long)]
+    pub follow: bool,
+    /// Where to write the injected deteriorations (JSON lines);
+    /// default: simulation-truth.jsonl in the data folder.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
 }

@@ -10,7 +10,8 @@ use rand::RngCore;
 use crate::api::token_hash;
 use crate::app::{shutdown_on_signals, Application};
 use crate::cli::{
-    AdminCommand, Cli, Command, DeviceCommand, PatientCommand, QuarantineCommand, TeamCommand, TokenCommand,
+    AdminCommand, Cli, Command, DeviceCommand, PatientCommand, QuarantineCommand, SimulateArgs,
+    TeamCommand, TokenCommand,
 };
 use crate::domain::DeviceId;
 use crate::profiles::Profiles;
@@ -24,7 +25,11 @@ use crate::store::{NewDevice, NewPatient, TokenScope};
 pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
     let flags = cli.flags.pairs();
     let flags: Vec<(&str, String)> = flags.into_iter().collect();
-    Ok(Settings::load(cli.config.as_deref(), std::env::vars(), &flags)?)
+    Ok(Settings::load(
+        cli.config.as_deref(),
+        std::env::vars(),
+        &flags,
+    )?)
 }
 
 /// Runs the command line.
@@ -49,6 +54,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Check) => unreachable!("handled above"),
         Some(Command::Admin { json, command }) => admin(settings, json, command).await,
+        Some(Command::Simulate(args)) => simulate(settings, args).await,
     }
 }
 
@@ -56,8 +62,15 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let app = Application::build(settings).await?;
     eprintln!("Thuiswacht is running.");
     eprintln!("  web and API:  http://{}/", app.http_addr());
-    eprintln!("  health:       http://{}/healthz   metrics: http://{}/metrics", app.http_addr(), app.http_addr());
-    eprintln!("  MQTT broker:  {}  (topic thuiswacht/v1/devices/{{device_id}}/readings)", app.broker_url());
+    eprintln!(
+        "  health:       http://{}/healthz   metrics: http://{}/metrics",
+        app.http_addr(),
+        app.http_addr()
+    );
+    eprintln!(
+        "  MQTT broker:  {}  (topic thuiswacht/v1/devices/{{device_id}}/readings)",
+        app.broker_url()
+    );
     eprintln!("Stop with Ctrl-C.");
     app.run_until_stopped(shutdown_on_signals()).await?;
     Ok(ExitCode::SUCCESS)
@@ -121,10 +134,17 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow::Result<ExitCode> {
     crate::app::install_crypto_provider();
-    let store = crate::store::connect(&settings).await.context("failed to open the database")?;
-    store.migrate().await.context("failed to migrate the database")?;
+    let store = crate::store::connect(&settings)
+        .await
+        .context("failed to open the database")?;
+    store
+        .migrate()
+        .await
+        .context("failed to migrate the database")?;
     match command {
-        AdminCommand::Team { command: TeamCommand::Add { name } } => {
+        AdminCommand::Team {
+            command: TeamCommand::Add { name },
+        } => {
             let name = name.trim();
             anyhow::ensure!(!name.is_empty(), "a team needs a name");
             let id = store.add_team(name).await?;
@@ -134,7 +154,9 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
                 println!("{id}");
             }
         }
-        AdminCommand::Team { command: TeamCommand::List } => {
+        AdminCommand::Team {
+            command: TeamCommand::List,
+        } => {
             let teams = store.list_teams().await?;
             if json {
                 print_json(&teams)?;
@@ -153,7 +175,10 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
                     protocol,
                 },
         } => {
-            anyhow::ensure!(!display_name.trim().is_empty(), "a patient needs a display name");
+            anyhow::ensure!(
+                !display_name.trim().is_empty(),
+                "a patient needs a display name"
+            );
             let known = crate::protocols::protocol_ids(&settings.alerts_dir)?;
             for id in &protocol {
                 anyhow::ensure!(
@@ -164,6 +189,7 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
             }
             let id = store
                 .add_patient(&NewPatient {
+                    id: uuid::Uuid::new_v4(),
                     team,
                     display_name: display_name.trim().to_owned(),
                     birth_year,
@@ -176,7 +202,9 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
                 println!("{id}");
             }
         }
-        AdminCommand::Patient { command: PatientCommand::List } => {
+        AdminCommand::Patient {
+            command: PatientCommand::List,
+        } => {
             let patients = store.list_patients().await?;
             if json {
                 print_json(&patients)?;
@@ -187,20 +215,25 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
                         patient.id,
                         patient.team,
                         patient.display_name,
-                        patient.birth_year.map(|y| y.to_string()).unwrap_or_default(),
+                        patient
+                            .birth_year
+                            .map(|y| y.to_string())
+                            .unwrap_or_default(),
                         patient.protocols.join(",")
                     );
                 }
             }
         }
         AdminCommand::Device {
-            command: DeviceCommand::Add {
-                device_id,
-                profile,
-                patient,
-            },
+            command:
+                DeviceCommand::Add {
+                    device_id,
+                    profile,
+                    patient,
+                },
         } => {
-            let device_id = DeviceId::parse(&device_id).with_context(|| format!("invalid device id {device_id:?}"))?;
+            let device_id = DeviceId::parse(&device_id)
+                .with_context(|| format!("invalid device id {device_id:?}"))?;
             let profiles = Profiles::load_dir(&settings.devices_dir)?;
             anyhow::ensure!(
                 profiles.get(&profile).is_some(),
@@ -220,7 +253,9 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
                 println!("{device_id}");
             }
         }
-        AdminCommand::Device { command: DeviceCommand::List } => {
+        AdminCommand::Device {
+            command: DeviceCommand::List,
+        } => {
             let devices = store.list_devices().await?;
             if json {
                 let rows: Vec<_> = devices
@@ -250,7 +285,9 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
             let secret = new_token_secret();
             let id = store.add_token(&name, scope, &token_hash(&secret)).await?;
             if json {
-                print_json(&serde_json::json!({"id": id, "name": name, "scope": scope, "token": secret}))?;
+                print_json(
+                    &serde_json::json!({"id": id, "name": name, "scope": scope, "token": secret}),
+                )?;
             } else {
                 println!("{secret}");
             }
@@ -284,4 +321,72 @@ pub fn new_token_secret() -> String {
     let mut bytes = [0_u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     format!("tw_{}", hex::encode(bytes))
+}
+
+/// Returns the URL of the broker the settings point at (the embedded one by default).
+pub fn broker_url(settings: &Settings) -> String {
+    settings
+        .mqtt_url
+        .clone()
+        .unwrap_or_else(|| format!("mqtt://{}", settings.embedded_broker_addr))
+}
+
+async fn simulate(settings: Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    use crate::simulate::{publish, register, write_truth, Population, PublishOptions};
+    anyhow::ensure!(args.patients > 0, "--patients must be at least 1");
+    anyhow::ensure!(args.days > 0, "--days must be at least 1");
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(rate > 0.0, "--rate must be positive");
+    }
+    let population = Population::generate(
+        args.seed,
+        args.patients,
+        args.days,
+        crate::domain::Timestamp::now(),
+    );
+    let truth = args
+        .truth
+        .unwrap_or_else(|| settings.data_dir.join("simulation-truth.jsonl"));
+    write_truth(&population, &truth)
+        .with_context(|| format!("cannot write {}", truth.display()))?;
+    eprintln!(
+        "{} patients, {} devices, {} injected deteriorations (written to {})",
+        population.patients.len(),
+        population
+            .patients
+            .iter()
+            .map(|p| p.devices.len())
+            .sum::<usize>(),
+        population.deteriorations.len(),
+        truth.display()
+    );
+    if args.register {
+        crate::app::install_crypto_provider();
+        let store = crate::store::connect(&settings)
+            .await
+            .context("failed to open the database")?;
+        store
+            .migrate()
+            .await
+            .context("failed to migrate the database")?;
+        register(&store, &population)
+            .await
+            .context("failed to register the population")?;
+        eprintln!("registered teams, patients and devices");
+    }
+    let options = PublishOptions {
+        broker_url: broker_url(&settings),
+        topic_root: settings.mqtt_topic_root.clone(),
+        client_id: format!("thuiswacht-simulator-{}", args.seed),
+        rate: args.rate,
+        follow: args.follow,
+        progress: true,
+    };
+    let report = publish(&population, &options, shutdown_on_signals()).await?;
+    println!(
+        "{}",
+        serde_json::json!({"messages": report.messages, "readings": report.readings,
+            "faulty_readings": report.faulty_readings, "seconds": report.seconds})
+    );
+    Ok(ExitCode::SUCCESS)
 }

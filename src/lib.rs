@@ -11,19 +11,18 @@
 //! - [`api`]: the HTTP service.
 //! - [`app`]: wires the stages together.
 
-pub mod decode;
-pub mod domain;
 pub mod api;
 pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod commands;
+pub mod decode;
+pub mod domain;
 pub mod ingest;
 pub mod profiles;
 pub mod protocols;
 pub mod settings;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
-
-

@@ -5,7 +5,10 @@ use thuiswacht::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -13,7 +16,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let quiet = !matches!(cli.command, None | Some(Command::Serve));
-    thuiswacht::telemetry::init_tracing(if quiet { "warn" } else { "info" });
+    thuiswacht::telemetry::init_tracing(if quiet { "warn" } else { "info,rumqttd=warn" });
     match runtime.block_on(thuiswacht::commands::dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {

@@ -224,9 +224,8 @@ impl Settings {
                 let text = std::fs::read_to_string(path).map_err(|error| {
                     SettingsError::one(format!("cannot read {}: {error}", path.display()))
                 })?;
-                toml::from_str::<toml::Table>(&text).map_err(|error| {
-                    SettingsError::one(format!("{}: {error}", path.display()))
-                })?
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|error| SettingsError::one(format!("{}: {error}", path.display())))?
             }
             None => toml::Table::new(),
         };
@@ -251,7 +250,9 @@ impl Settings {
                 Ok(value) => {
                     table.insert((*key).to_owned(), value);
                 }
-                Err(problem) => problems.push(format!("flag --{}: {problem}", key.replace('_', "-"))),
+                Err(problem) => {
+                    problems.push(format!("flag --{}: {problem}", key.replace('_', "-")))
+                }
             }
         }
         if !problems.is_empty() {
@@ -317,7 +318,9 @@ impl Settings {
             || self.mqtt_topic_root.contains(['+', '#'])
             || self.mqtt_topic_root.ends_with('/')
         {
-            problems.push("mqtt_topic_root must be non-empty, without wildcards or a trailing /".to_owned());
+            problems.push(
+                "mqtt_topic_root must be non-empty, without wildcards or a trailing /".to_owned(),
+            );
         }
         if !(5..=3600).contains(&self.mqtt_keep_alive_s) {
             problems.push("mqtt_keep_alive_s must be between 5 and 3600".to_owned());
@@ -345,7 +348,10 @@ impl Settings {
                     .to_owned(),
             );
         }
-        for (key, dir) in [("devices_dir", &self.devices_dir), ("alerts_dir", &self.alerts_dir)] {
+        for (key, dir) in [
+            ("devices_dir", &self.devices_dir),
+            ("alerts_dir", &self.alerts_dir),
+        ] {
             if !dir.is_dir() {
                 problems.push(format!("{key} {} is not a directory", dir.display()));
             }
@@ -459,7 +465,11 @@ mod tests {
     fn flags_override_environment_which_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("thuiswacht.toml");
-        std::fs::write(&file, "batch_max_rows = 10\nbatch_max_wait_ms = 7\nmqtt_client_id = \"file\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "batch_max_rows = 10\nbatch_max_wait_ms = 7\nmqtt_client_id = \"file\"\n",
+        )
+        .unwrap();
         let env = vec![
             ("THUISWACHT_BATCH_MAX_ROWS".to_owned(), "20".to_owned()),
             ("THUISWACHT_MQTT_CLIENT_ID".to_owned(), "1234".to_owned()),
@@ -482,7 +492,9 @@ mod tests {
         ];
         let error = Settings::load(None, env, &with_dirs()).unwrap_err();
         assert_eq!(error.problems.len(), 3, "{error}");
-        assert!(error.to_string().contains("mqtt_url scheme must be mqtt or mqtts"));
+        assert!(error
+            .to_string()
+            .contains("mqtt_url scheme must be mqtt or mqtts"));
     }
 
     #[test]
@@ -493,8 +505,14 @@ mod tests {
         ];
         let error = Settings::load(None, env, &with_dirs()).unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("THUISWACHT_BATCH_SIZE: unknown setting batch_size"), "{text}");
-        assert!(text.contains("batch_max_rows must be a whole number"), "{text}");
+        assert!(
+            text.contains("THUISWACHT_BATCH_SIZE: unknown setting batch_size"),
+            "{text}"
+        );
+        assert!(
+            text.contains("batch_max_rows must be a whole number"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -512,11 +530,17 @@ mod tests {
         assert!(settings.uses_embedded_broker());
         assert_eq!(settings.database_kind(), DatabaseKind::Sqlite);
         assert!(settings.demo_enabled());
-        assert_eq!(settings.readings_topic_filter(), "thuiswacht/v1/devices/+/readings");
+        assert_eq!(
+            settings.readings_topic_filter(),
+            "thuiswacht/v1/devices/+/readings"
+        );
         let shared = Settings {
             mqtt_share_group: Some("ingest".to_owned()),
             ..settings
         };
-        assert_eq!(shared.readings_topic_filter(), "$share/ingest/thuiswacht/v1/devices/+/readings");
+        assert_eq!(
+            shared.readings_topic_filter(),
+            "$share/ingest/thuiswacht/v1/devices/+/readings"
+        );
     }
 }

@@ -42,7 +42,12 @@ pub fn validate(
     clock: ValidationClock,
 ) -> Result<Reading, Rejection> {
     let reject = |reason: RejectReason, detail: String| {
-        Rejection::new(reason, detail, Some(decoded.device_id.as_str()), raw_reading(decoded))
+        Rejection::new(
+            reason,
+            detail,
+            Some(decoded.device_id.as_str()),
+            raw_reading(decoded),
+        )
     };
     let device = match device {
         Some(device) if device.active => device,
@@ -86,7 +91,11 @@ pub fn validate(
     let Some(value) = decoded.unit.convert(decoded.value, decoded.metric.unit()) else {
         return Err(reject(
             RejectReason::UnknownUnit,
-            format!("{} cannot be converted to {}", decoded.unit, decoded.metric.unit()),
+            format!(
+                "{} cannot be converted to {}",
+                decoded.unit,
+                decoded.metric.unit()
+            ),
         ));
     };
     if !value.is_finite() || value < spec.min || value > spec.max {
@@ -140,7 +149,8 @@ mod tests {
     use crate::domain::{Metric, Unit};
 
     fn profiles() -> Profiles {
-        Profiles::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("devices")).unwrap()
+        Profiles::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("devices"))
+            .unwrap()
     }
 
     fn device(profile: &str) -> DeviceRecord {
@@ -180,18 +190,48 @@ mod tests {
     fn each_problem_has_its_reason() {
         let profiles = profiles();
         let cases = [
-            (None, reading(Metric::Spo2, 97.0, Unit::Percent, 0), RejectReason::UnknownDevice),
-            (Some(device("weight-scale")), reading(Metric::Spo2, 97.0, Unit::Percent, 0), RejectReason::UnknownMetric),
-            (Some(device("weight-scale")), reading(Metric::BodyWeight, 80.0, Unit::Pascal, 0), RejectReason::UnknownUnit),
-            (Some(device("pulse-oximeter")), reading(Metric::Spo2, 101.0, Unit::Percent, 0), RejectReason::ImplausibleValue),
-            (Some(device("pulse-oximeter")), reading(Metric::Spo2, f64::NAN, Unit::Percent, 0), RejectReason::ImplausibleValue),
-            (Some(device("pulse-oximeter")), reading(Metric::Spo2, 97.0, Unit::Percent, 1_300_000_001), RejectReason::FutureTimestamp),
-            (Some(device("no-such-profile")), reading(Metric::Spo2, 97.0, Unit::Percent, 0), RejectReason::UnknownDevice),
+            (
+                None,
+                reading(Metric::Spo2, 97.0, Unit::Percent, 0),
+                RejectReason::UnknownDevice,
+            ),
+            (
+                Some(device("weight-scale")),
+                reading(Metric::Spo2, 97.0, Unit::Percent, 0),
+                RejectReason::UnknownMetric,
+            ),
+            (
+                Some(device("weight-scale")),
+                reading(Metric::BodyWeight, 80.0, Unit::Pascal, 0),
+                RejectReason::UnknownUnit,
+            ),
+            (
+                Some(device("pulse-oximeter")),
+                reading(Metric::Spo2, 101.0, Unit::Percent, 0),
+                RejectReason::ImplausibleValue,
+            ),
+            (
+                Some(device("pulse-oximeter")),
+                reading(Metric::Spo2, f64::NAN, Unit::Percent, 0),
+                RejectReason::ImplausibleValue,
+            ),
+            (
+                Some(device("pulse-oximeter")),
+                reading(Metric::Spo2, 97.0, Unit::Percent, 1_300_000_001),
+                RejectReason::FutureTimestamp,
+            ),
+            (
+                Some(device("no-such-profile")),
+                reading(Metric::Spo2, 97.0, Unit::Percent, 0),
+                RejectReason::UnknownDevice,
+            ),
         ];
         for (device, decoded, expected) in cases {
             let rejection = validate(&decoded, device.as_ref(), &profiles, CLOCK).unwrap_err();
             assert_eq!(rejection.reason, expected, "{}", rejection.detail);
-            assert!(std::str::from_utf8(&rejection.raw).unwrap().contains(decoded.metric.code()));
+            assert!(std::str::from_utf8(&rejection.raw)
+                .unwrap()
+                .contains(decoded.metric.code()));
         }
     }
 
@@ -207,7 +247,13 @@ mod tests {
     #[test]
     fn a_reading_hours_late_is_accepted_under_its_event_time() {
         let decoded = reading(Metric::Spo2, 0.95, Unit::Ratio, -3_600_000_000 * 5);
-        let stored = validate(&decoded, Some(&device("pulse-oximeter")), &profiles(), CLOCK).unwrap();
+        let stored = validate(
+            &decoded,
+            Some(&device("pulse-oximeter")),
+            &profiles(),
+            CLOCK,
+        )
+        .unwrap();
         assert_eq!(stored.ts, Timestamp(-18_000_000_000));
         assert!((stored.value - 95.0).abs() < 1e-9);
     }

@@ -32,7 +32,11 @@ pub fn token_hash(secret: &str) -> Vec<u8> {
 }
 
 /// Checks the bearer token and its scope.
-pub(super) async fn require_token(state: &AppState, headers: &HeaderMap, scope: TokenScope) -> Result<(), ApiError> {
+pub(super) async fn require_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    scope: TokenScope,
+) -> Result<(), ApiError> {
     let secret = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -67,7 +71,9 @@ async fn post_readings(
             max_payload_bytes: state.settings.max_payload_bytes,
         },
     );
-    state.metrics.message_received("http", decoded.readings.len());
+    state
+        .metrics
+        .message_received("http", decoded.readings.len());
     let (reply_tx, reply_rx) = oneshot::channel();
     let batch = IngestedBatch {
         source: Source::Http,
@@ -86,7 +92,11 @@ async fn post_readings(
         .map_err(|_| ApiError::Unavailable("the readings were not committed; retry".to_owned()))?;
     let extra = || serde_json::to_value(&report).unwrap_or_default();
     if report.stored == 0 && report.duplicates == 0 && !report.rejected.is_empty() {
-        if report.rejected.iter().any(|r| r.reason == RejectReason::PayloadTooLarge) {
+        if report
+            .rejected
+            .iter()
+            .any(|r| r.reason == RejectReason::PayloadTooLarge)
+        {
             return Err(ApiError::PayloadTooLarge(extra()));
         }
         return Err(ApiError::Unprocessable(extra()));

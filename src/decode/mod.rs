@@ -14,6 +14,7 @@
 
 mod fhir;
 mod senml;
+mod text;
 mod thuiswacht_v1;
 
 use bytes::Bytes;
@@ -112,7 +113,9 @@ fn sniff(payload: &[u8]) -> Option<PayloadFormat> {
 }
 
 fn memchr_str(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// Checks the payload's device id against the topic's; returns the device id
@@ -155,8 +158,14 @@ mod tests {
     #[test]
     fn formats_are_detected_from_the_payload_shape() {
         assert_eq!(sniff(b"  [{\"n\":\"x\"}]"), Some(PayloadFormat::SenMl));
-        assert_eq!(sniff(b"{\"resourceType\":\"Observation\"}"), Some(PayloadFormat::Fhir));
-        assert_eq!(sniff(b"{\"device_id\":\"a\",\"readings\":[]}"), Some(PayloadFormat::ThuiswachtV1));
+        assert_eq!(
+            sniff(b"{\"resourceType\":\"Observation\"}"),
+            Some(PayloadFormat::Fhir)
+        );
+        assert_eq!(
+            sniff(b"{\"device_id\":\"a\",\"readings\":[]}"),
+            Some(PayloadFormat::ThuiswachtV1)
+        );
         assert_eq!(sniff(b"hello"), None);
         assert_eq!(sniff(b""), None);
     }

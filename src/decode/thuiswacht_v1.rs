@@ -132,7 +132,10 @@ mod tests {
     #[test]
     fn design_example_decodes_to_three_readings() {
         let topic = DeviceId::parse("bpm-0042").unwrap();
-        let decoded = decode(&Bytes::from_static(DESIGN_EXAMPLE.as_bytes()), &context(Some(&topic)));
+        let decoded = decode(
+            &Bytes::from_static(DESIGN_EXAMPLE.as_bytes()),
+            &context(Some(&topic)),
+        );
         assert!(decoded.rejections.is_empty(), "{:?}", decoded.rejections);
         assert_eq!(decoded.readings.len(), 3);
         assert_eq!(decoded.readings[0].metric, Metric::BpSystolic);
@@ -144,7 +147,10 @@ mod tests {
     #[test]
     fn topic_and_payload_device_must_match() {
         let topic = DeviceId::parse("bpm-0001").unwrap();
-        let decoded = decode(&Bytes::from_static(DESIGN_EXAMPLE.as_bytes()), &context(Some(&topic)));
+        let decoded = decode(
+            &Bytes::from_static(DESIGN_EXAMPLE.as_bytes()),
+            &context(Some(&topic)),
+        );
         assert!(decoded.readings.is_empty());
         assert_eq!(decoded.rejections[0].reason, RejectReason::DeviceMismatch);
     }
@@ -169,12 +175,17 @@ mod tests {
                 RejectReason::MalformedPayload
             ]
         );
-        assert!(std::str::from_utf8(&decoded.rejections[0].raw).unwrap().contains("mood"));
+        assert!(std::str::from_utf8(&decoded.rejections[0].raw)
+            .unwrap()
+            .contains("mood"));
     }
 
     #[test]
     fn malformed_json_is_one_rejection() {
-        let decoded = decode(&Bytes::from_static(b"{\"device_id\": \"x\", "), &context(None));
+        let decoded = decode(
+            &Bytes::from_static(b"{\"device_id\": \"x\", "),
+            &context(None),
+        );
         assert!(decoded.readings.is_empty());
         assert_eq!(decoded.rejections.len(), 1);
         assert_eq!(decoded.rejections[0].reason, RejectReason::MalformedPayload);
@@ -184,7 +195,10 @@ mod tests {
     fn payload_without_device_uses_the_topic() {
         let topic = DeviceId::parse("scale-9").unwrap();
         let payload = r#"{"readings":[{"metric":"body_weight","value":81.2,"unit":"kg","ts":"2026-11-22T07:00:00Z"}]}"#;
-        let decoded = decode(&Bytes::from_static(payload.as_bytes()), &context(Some(&topic)));
+        let decoded = decode(
+            &Bytes::from_static(payload.as_bytes()),
+            &context(Some(&topic)),
+        );
         assert_eq!(decoded.readings[0].device_id, topic);
     }
 }

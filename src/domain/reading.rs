@@ -113,7 +113,8 @@ impl DeviceId {
         if text.len() > 64 {
             return Err(DeviceIdError::TooLong);
         }
-        let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-');
+        let allowed =
+            |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-');
         if !text.bytes().all(allowed) {
             return Err(DeviceIdError::BadCharacter);
         }
@@ -225,7 +226,9 @@ impl RejectReason {
 
     /// Parses a name written by [`RejectReason::code`].
     pub fn from_code(code: &str) -> Option<RejectReason> {
-        RejectReason::ALL.into_iter().find(|reason| reason.code() == code)
+        RejectReason::ALL
+            .into_iter()
+            .find(|reason| reason.code() == code)
     }
 }
 
@@ -274,14 +277,20 @@ mod tests {
         assert_eq!(DeviceId::parse(""), Err(DeviceIdError::Empty));
         assert_eq!(DeviceId::parse("a/+"), Err(DeviceIdError::BadCharacter));
         assert_eq!(DeviceId::parse("a\0b"), Err(DeviceIdError::BadCharacter));
-        assert_eq!(DeviceId::parse(&"x".repeat(65)), Err(DeviceIdError::TooLong));
+        assert_eq!(
+            DeviceId::parse(&"x".repeat(65)),
+            Err(DeviceIdError::TooLong)
+        );
     }
 
     #[test]
     fn timestamps_keep_microseconds_and_print_rfc3339() {
         let ts = Timestamp::parse_rfc3339("2026-11-22T07:31:05.123456789+01:00").unwrap();
         assert_eq!(ts.to_string(), "2026-11-22T06:31:05.123456Z");
-        assert_eq!(Timestamp::from_unix_seconds(1.5), Some(Timestamp(1_500_000)));
+        assert_eq!(
+            Timestamp::from_unix_seconds(1.5),
+            Some(Timestamp(1_500_000))
+        );
         assert_eq!(Timestamp::from_unix_seconds(f64::NAN), None);
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
     }

@@ -158,8 +158,21 @@ mod tests {
     fn every_unit_round_trips_through_its_ucum_code() {
         use Unit::*;
         for unit in [
-            PerMinute, PerSecond, Percent, Ratio, MillimetreMercury, Pascal, Kilopascal, Celsius,
-            Kelvin, Fahrenheit, Kilogram, Gram, Pound, MillimolePerLitre, MilligramPerDecilitre,
+            PerMinute,
+            PerSecond,
+            Percent,
+            Ratio,
+            MillimetreMercury,
+            Pascal,
+            Kilopascal,
+            Celsius,
+            Kelvin,
+            Fahrenheit,
+            Kilogram,
+            Gram,
+            Pound,
+            MillimolePerLitre,
+            MilligramPerDecilitre,
             Steps,
         ] {
             assert_eq!(Unit::parse(unit.ucum()), Some(unit));

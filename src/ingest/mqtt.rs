@@ -54,7 +54,8 @@ pub enum MqttSetupError {
 /// # Errors
 /// Returns an error for an unusable URL or CA file.
 pub fn mqtt_options(settings: &Settings, broker_url: &str) -> Result<MqttOptions, MqttSetupError> {
-    let url = url::Url::parse(broker_url).map_err(|_| MqttSetupError::Url(broker_url.to_owned()))?;
+    let url =
+        url::Url::parse(broker_url).map_err(|_| MqttSetupError::Url(broker_url.to_owned()))?;
     let tls = url.scheme() == "mqtts";
     let host = url
         .host_str()
@@ -67,7 +68,10 @@ pub fn mqtt_options(settings: &Settings, broker_url: &str) -> Result<MqttOptions
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_request_channel_capacity(REQUEST_CHANNEL_CAPACITY)
-        .set_max_packet_size(settings.mqtt_max_packet_bytes, settings.mqtt_max_packet_bytes);
+        .set_max_packet_size(
+            settings.mqtt_max_packet_bytes,
+            settings.mqtt_max_packet_bytes,
+        );
     if let Some(username) = &settings.mqtt_username {
         let password = settings
             .mqtt_password
@@ -158,7 +162,8 @@ impl MqttIngestor {
                     backoff = Duration::from_millis(500);
                     // Subscribing again is harmless when the session kept it, and
                     // repairs a session the broker lost.
-                    if let Err(error) = client.try_subscribe(topic_filter.clone(), QoS::AtLeastOnce) {
+                    if let Err(error) = client.try_subscribe(topic_filter.clone(), QoS::AtLeastOnce)
+                    {
                         tracing::error!(error = %error, "failed to queue mqtt subscribe");
                     }
                 }
@@ -170,7 +175,13 @@ impl MqttIngestor {
                         // Shutting down: leave it unacknowledged; the broker redelivers it.
                         continue;
                     };
-                    let batch = ingest_publish(publish.topic, publish.payload, publish.pkid, publish.qos, &settings);
+                    let batch = ingest_publish(
+                        publish.topic,
+                        publish.payload,
+                        publish.pkid,
+                        publish.qos,
+                        &settings,
+                    );
                     metrics.message_received("mqtt", batch.decoded.len());
                     if tx.send(batch).await.is_err() {
                         tracing::error!("store writer is gone; stopping mqtt ingest");
@@ -204,10 +215,17 @@ impl MqttIngestor {
 }
 
 /// Decodes one publish into an [`IngestedBatch`].
-pub fn ingest_publish(topic: String, payload: Bytes, pkid: u16, qos: QoS, settings: &Settings) -> IngestedBatch {
+pub fn ingest_publish(
+    topic: String,
+    payload: Bytes,
+    pkid: u16,
+    qos: QoS,
+    settings: &Settings,
+) -> IngestedBatch {
     let received_at = Timestamp::now();
     let ack = AckToken::Mqtt { pkid, qos };
-    let topic_device = match device_of_topic(&topic, &settings.mqtt_topic_root).map(DeviceId::parse) {
+    let topic_device = match device_of_topic(&topic, &settings.mqtt_topic_root).map(DeviceId::parse)
+    {
         Some(Ok(device_id)) => device_id,
         Some(Err(error)) => {
             let rejection = Rejection::new(
@@ -262,9 +280,18 @@ mod tests {
     #[test]
     fn device_id_is_read_from_the_readings_topic() {
         let root = "thuiswacht/v1";
-        assert_eq!(device_of_topic("thuiswacht/v1/devices/bpm-1/readings", root), Some("bpm-1"));
-        assert_eq!(device_of_topic("thuiswacht/v1/devices/bpm-1/status", root), None);
-        assert_eq!(device_of_topic("thuiswacht/v1/devices/a/b/readings", root), None);
+        assert_eq!(
+            device_of_topic("thuiswacht/v1/devices/bpm-1/readings", root),
+            Some("bpm-1")
+        );
+        assert_eq!(
+            device_of_topic("thuiswacht/v1/devices/bpm-1/status", root),
+            None
+        );
+        assert_eq!(
+            device_of_topic("thuiswacht/v1/devices/a/b/readings", root),
+            None
+        );
         assert_eq!(device_of_topic("other/devices/bpm-1/readings", root), None);
     }
 

@@ -144,10 +144,17 @@ impl Profiles {
 
 /// Parses and checks one profile file.
 fn parse_profile(id: &str, text: &str) -> Result<DeviceProfile, Vec<String>> {
-    let file: ProfileFile = toml::from_str(text).map_err(|error| vec![error.message().to_owned()])?;
+    let file: ProfileFile =
+        toml::from_str(text).map_err(|error| vec![error.message().to_owned()])?;
     let mut problems = Vec::new();
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        problems.push(format!("profile id {id:?} (the file stem) must be letters, digits, - or _"));
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        problems.push(format!(
+            "profile id {id:?} (the file stem) must be letters, digits, - or _"
+        ));
     }
     if file.expected_interval_s == 0 {
         problems.push("expected_interval_s must be positive".to_owned());
@@ -219,8 +226,16 @@ mod tests {
             assert!(profiles.get(id).is_some(), "missing generic profile {id}");
         }
         let wearable = profiles.get("wearable").unwrap();
-        for metric in [Metric::HeartRate, Metric::Spo2, Metric::Steps, Metric::SkinTemperature] {
-            assert!(wearable.metrics.contains_key(&metric), "wearable lacks {metric}");
+        for metric in [
+            Metric::HeartRate,
+            Metric::Spo2,
+            Metric::Steps,
+            Metric::SkinTemperature,
+        ] {
+            assert!(
+                wearable.metrics.contains_key(&metric),
+                "wearable lacks {metric}"
+            );
         }
     }
 

@@ -110,7 +110,8 @@ impl Protocol {
     /// # Errors
     /// Lists every problem.
     pub fn parse(text: &str) -> Result<Protocol, Vec<String>> {
-        let protocol: Protocol = toml::from_str(text).map_err(|error| vec![error.message().to_owned()])?;
+        let protocol: Protocol =
+            toml::from_str(text).map_err(|error| vec![error.message().to_owned()])?;
         let problems = protocol.problems();
         if problems.is_empty() {
             Ok(protocol)
@@ -144,7 +145,9 @@ impl Protocol {
                 problems.push(format!("{at}: a {:?} rule needs a metric", rule.kind));
             }
             if rule.repeat_count == 0 || rule.repeat_count > rule.repeat_of {
-                problems.push(format!("{at}: repeat_count must be between 1 and repeat_of"));
+                problems.push(format!(
+                    "{at}: repeat_count must be between 1 and repeat_of"
+                ));
             }
             match rule.kind {
                 RuleKind::Threshold | RuleKind::Technical | RuleKind::News2 => {
@@ -153,18 +156,24 @@ impl Protocol {
                     }
                     if let (Some(recover), Some(above)) = (rule.recover_at, rule.above) {
                         if recover > above {
-                            problems.push(format!("{at}: recover_at {recover} must not exceed above {above}"));
+                            problems.push(format!(
+                                "{at}: recover_at {recover} must not exceed above {above}"
+                            ));
                         }
                     }
                     if let (Some(recover), Some(below)) = (rule.recover_at, rule.below) {
                         if recover < below {
-                            problems.push(format!("{at}: recover_at {recover} must not be below below {below}"));
+                            problems.push(format!(
+                                "{at}: recover_at {recover} must not be below below {below}"
+                            ));
                         }
                     }
                 }
                 RuleKind::Trend | RuleKind::BaselineDeviation => {
                     if rule.delta.is_none() || rule.window_hours.unwrap_or(0) == 0 {
-                        problems.push(format!("{at}: a trend needs delta and a positive window_hours"));
+                        problems.push(format!(
+                            "{at}: a trend needs delta and a positive window_hours"
+                        ));
                     }
                 }
                 RuleKind::MissedMeasurement => match rule.due_by.as_deref().map(parse_hhmm) {
@@ -260,7 +269,13 @@ mod tests {
     fn every_protocol_in_alerts_loads() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
         let protocols = load_dir(&dir).unwrap();
-        for id in ["default", "heart-failure", "copd", "hypertension", "diabetes"] {
+        for id in [
+            "default",
+            "heart-failure",
+            "copd",
+            "hypertension",
+            "diabetes",
+        ] {
             assert!(protocols.contains_key(id), "missing protocol {id}");
         }
         assert_eq!(protocols["copd"].news2_scale, 2);

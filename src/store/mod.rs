@@ -102,6 +102,8 @@ pub struct Team {
 /// A patient to register. Pseudonymous: a display name and a birth year, no national id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPatient {
+    /// The patient id; callers choose it so that a registration can be repeated safely.
+    pub id: Uuid,
     pub team: String,
     pub display_name: String,
     pub birth_year: Option<i32>,
@@ -207,7 +209,12 @@ pub trait Store: Send + Sync + 'static {
     async fn add_device(&self, device: &NewDevice) -> Result<(), StoreError>;
     async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
     /// Stores a token by the SHA-256 of its secret and returns its id.
-    async fn add_token(&self, name: &str, scope: TokenScope, secret_sha256: &[u8]) -> Result<Uuid, StoreError>;
+    async fn add_token(
+        &self,
+        name: &str,
+        scope: TokenScope,
+        secret_sha256: &[u8],
+    ) -> Result<Uuid, StoreError>;
     /// Returns the token with this secret hash, if any.
     async fn find_token(&self, secret_sha256: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
 
@@ -217,7 +224,8 @@ pub trait Store: Send + Sync + 'static {
     async fn count_quarantine(&self, reason: RejectReason) -> Result<i64, StoreError>;
 
     /// Returns the readings of a device in event-time order.
-    async fn device_readings(&self, device_id: &DeviceId) -> Result<Vec<StoredReading>, StoreError>;
+    async fn device_readings(&self, device_id: &DeviceId)
+        -> Result<Vec<StoredReading>, StoreError>;
     /// Counts all stored readings.
     async fn count_readings(&self) -> Result<i64, StoreError>;
 }
@@ -265,7 +273,9 @@ fn raw_preview(raw: &[u8]) -> String {
 fn on_constraint(error: sqlx::Error, what: &str) -> StoreError {
     if let sqlx::Error::Database(database_error) = &error {
         match database_error.kind() {
-            sqlx::error::ErrorKind::UniqueViolation => return StoreError::Conflict(what.to_owned()),
+            sqlx::error::ErrorKind::UniqueViolation => {
+                return StoreError::Conflict(what.to_owned())
+            }
             sqlx::error::ErrorKind::ForeignKeyViolation => {
                 return StoreError::NotFound(format!("what {what} refers to"))
             }

@@ -92,11 +92,14 @@ impl Store for PgStore {
         if !readings.is_empty() {
             let device_ids: Vec<&str> = readings.iter().map(|r| r.device_id.as_str()).collect();
             let metrics: Vec<&str> = readings.iter().map(|r| r.metric.code()).collect();
-            let timestamps: Vec<DateTime<Utc>> = readings.iter().map(|r| to_datetime(r.ts)).collect();
+            let timestamps: Vec<DateTime<Utc>> =
+                readings.iter().map(|r| to_datetime(r.ts)).collect();
             let patients: Vec<Uuid> = readings.iter().map(|r| r.patient_id).collect();
             let values: Vec<f64> = readings.iter().map(|r| r.value).collect();
-            let received: Vec<DateTime<Utc>> =
-                readings.iter().map(|r| to_datetime(r.received_at)).collect();
+            let received: Vec<DateTime<Utc>> = readings
+                .iter()
+                .map(|r| to_datetime(r.received_at))
+                .collect();
             // One statement per batch; ON CONFLICT DO NOTHING makes redelivery
             // harmless and RETURNING tells which rows are new.
             let inserted = sqlx::query(
@@ -114,18 +117,25 @@ impl Store for PgStore {
             .bind(&received)
             .fetch_all(&mut *transaction)
             .await?;
-            mark_new(readings, &mut is_new, inserted.iter().map(|row| {
-                let device: &str = row.get(0);
-                let metric: &str = row.get(1);
-                let ts: DateTime<Utc> = row.get(2);
-                (device.to_owned(), metric.to_owned(), from_datetime(ts))
-            }));
+            mark_new(
+                readings,
+                &mut is_new,
+                inserted.iter().map(|row| {
+                    let device: &str = row.get(0);
+                    let metric: &str = row.get(1);
+                    let ts: DateTime<Utc> = row.get(2);
+                    (device.to_owned(), metric.to_owned(), from_datetime(ts))
+                }),
+            );
         }
         if !quarantine.is_empty() {
-            let received: Vec<DateTime<Utc>> =
-                quarantine.iter().map(|q| to_datetime(q.received_at)).collect();
+            let received: Vec<DateTime<Utc>> = quarantine
+                .iter()
+                .map(|q| to_datetime(q.received_at))
+                .collect();
             let sources: Vec<&str> = quarantine.iter().map(|q| q.source.as_str()).collect();
-            let devices: Vec<Option<&str>> = quarantine.iter().map(|q| q.device_id.as_deref()).collect();
+            let devices: Vec<Option<&str>> =
+                quarantine.iter().map(|q| q.device_id.as_deref()).collect();
             let reasons: Vec<&str> = quarantine.iter().map(|q| q.reason.code()).collect();
             let details: Vec<&str> = quarantine.iter().map(|q| q.detail.as_str()).collect();
             let raws: Vec<&[u8]> = quarantine.iter().map(|q| q.raw.as_slice()).collect();
@@ -199,14 +209,17 @@ impl Store for PgStore {
         let Some(team_id) = team_id else {
             return Err(StoreError::NotFound(format!("team {}", patient.team)));
         };
-        let id = Uuid::new_v4();
-        sqlx::query("insert into patients (id, team_id, display_name, birth_year) values ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(team_id)
-            .bind(&patient.display_name)
-            .bind(patient.birth_year)
-            .execute(&mut *transaction)
-            .await?;
+        let id = patient.id;
+        sqlx::query(
+            "insert into patients (id, team_id, display_name, birth_year) values ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(team_id)
+        .bind(&patient.display_name)
+        .bind(patient.birth_year)
+        .execute(&mut *transaction)
+        .await
+        .map_err(|error| on_constraint(error, &format!("patient {id}")))?;
         sqlx::query(
             "insert into patient_protocols (patient_id, protocol_id) select $1, unnest($2::text[])",
         )
@@ -251,9 +264,13 @@ impl Store for PgStore {
             .bind(device.patient_id)
             .execute(&self.pool)
             .await
-            .map_err(|error| match on_constraint(error, &format!("device {}", device.device_id)) {
-                StoreError::NotFound(_) => StoreError::NotFound(format!("patient {}", device.patient_id)),
-                other => other,
+            .map_err(|error| {
+                match on_constraint(error, &format!("device {}", device.device_id)) {
+                    StoreError::NotFound(_) => {
+                        StoreError::NotFound(format!("patient {}", device.patient_id))
+                    }
+                    other => other,
+                }
             })?;
         Ok(())
     }
@@ -270,16 +287,23 @@ impl Store for PgStore {
         rows.into_iter().map(device_from_row).collect()
     }
 
-    async fn add_token(&self, name: &str, scope: TokenScope, secret_sha256: &[u8]) -> Result<Uuid, StoreError> {
+    async fn add_token(
+        &self,
+        name: &str,
+        scope: TokenScope,
+        secret_sha256: &[u8],
+    ) -> Result<Uuid, StoreError> {
         let id = Uuid::new_v4();
-        sqlx::query("insert into api_tokens (id, name, scope, secret_sha256) values ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(name)
-            .bind(scope.code())
-            .bind(secret_sha256)
-            .execute(&self.pool)
-            .await
-            .map_err(|error| on_constraint(error, "token"))?;
+        sqlx::query(
+            "insert into api_tokens (id, name, scope, secret_sha256) values ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(scope.code())
+        .bind(secret_sha256)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| on_constraint(error, "token"))?;
         Ok(id)
     }
 
@@ -329,13 +353,18 @@ impl Store for PgStore {
     }
 
     async fn count_quarantine(&self, reason: RejectReason) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("select count(*) from quarantine where reason = $1")
-            .bind(reason.code())
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("select count(*) from quarantine where reason = $1")
+                .bind(reason.code())
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
-    async fn device_readings(&self, device_id: &DeviceId) -> Result<Vec<StoredReading>, StoreError> {
+    async fn device_readings(
+        &self,
+        device_id: &DeviceId,
+    ) -> Result<Vec<StoredReading>, StoreError> {
         let rows = sqlx::query(
             "select device_id, patient_id, metric, value, ts from readings
              where device_id = $1 order by ts, metric",
@@ -384,10 +413,15 @@ pub(super) fn mark_new(
     is_new: &mut [bool],
     inserted: impl Iterator<Item = (String, String, Timestamp)>,
 ) {
-    let mut first_index: HashMap<(&str, &str, Timestamp), usize> = HashMap::with_capacity(readings.len());
+    let mut first_index: HashMap<(&str, &str, Timestamp), usize> =
+        HashMap::with_capacity(readings.len());
     for (index, reading) in readings.iter().enumerate() {
         first_index
-            .entry((reading.device_id.as_str(), reading.metric.code(), reading.ts))
+            .entry((
+                reading.device_id.as_str(),
+                reading.metric.code(),
+                reading.ts,
+            ))
             .or_insert(index);
     }
     for (device, metric, ts) in inserted {

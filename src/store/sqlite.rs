@@ -12,8 +12,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    on_constraint, postgres::mark_new, raw_preview, NewDevice, NewPatient, Patient, QuarantineEntry,
-    QuarantineRecord, Store, StoreError, StoredReading, Team, TokenRecord, TokenScope,
+    on_constraint, postgres::mark_new, raw_preview, NewDevice, NewPatient, Patient,
+    QuarantineEntry, QuarantineRecord, Store, StoreError, StoredReading, Team, TokenRecord,
+    TokenScope,
 };
 use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
 use crate::settings::{DatabaseKind, Settings};
@@ -39,9 +40,8 @@ impl SqliteStore {
     pub async fn connect(settings: &Settings) -> Result<SqliteStore, StoreError> {
         let url = settings.database_url();
         if settings.database_url.is_none() {
-            std::fs::create_dir_all(&settings.data_dir).map_err(|error| {
-                StoreError::Unavailable(sqlx::Error::Io(error))
-            })?;
+            std::fs::create_dir_all(&settings.data_dir)
+                .map_err(|error| StoreError::Unavailable(sqlx::Error::Io(error)))?;
         }
         let options = SqliteConnectOptions::from_str(url.expose_secret())
             .map_err(StoreError::Unavailable)?
@@ -124,7 +124,9 @@ impl Store for SqliteStore {
                     .push_bind(reading.value)
                     .push_bind(reading.received_at.micros());
             });
-            builder.push(" on conflict (device_id, metric, ts) do nothing returning device_id, metric, ts");
+            builder.push(
+                " on conflict (device_id, metric, ts) do nothing returning device_id, metric, ts",
+            );
             let rows = builder.build().fetch_all(&mut *transaction).await?;
             for row in rows {
                 let device: String = row.get(0);
@@ -202,7 +204,7 @@ impl Store for SqliteStore {
         let Some(team_id) = team_id else {
             return Err(StoreError::NotFound(format!("team {}", patient.team)));
         };
-        let id = Uuid::new_v4();
+        let id = patient.id;
         sqlx::query(
             "insert into patients (id, team_id, display_name, birth_year, created_at) values (?, ?, ?, ?, ?)",
         )
@@ -212,7 +214,8 @@ impl Store for SqliteStore {
         .bind(patient.birth_year)
         .bind(Timestamp::now().micros())
         .execute(&mut *transaction)
-        .await?;
+        .await
+        .map_err(|error| on_constraint(error, &format!("patient {id}")))?;
         for protocol in &patient.protocols {
             sqlx::query("insert into patient_protocols (patient_id, protocol_id) values (?, ?)")
                 .bind(id.to_string())
@@ -278,7 +281,12 @@ impl Store for SqliteStore {
         rows.into_iter().map(device_from_row).collect()
     }
 
-    async fn add_token(&self, name: &str, scope: TokenScope, secret_sha256: &[u8]) -> Result<Uuid, StoreError> {
+    async fn add_token(
+        &self,
+        name: &str,
+        scope: TokenScope,
+        secret_sha256: &[u8],
+    ) -> Result<Uuid, StoreError> {
         let id = Uuid::new_v4();
         sqlx::query(
             "insert into api_tokens (id, name, scope, secret_sha256, created_at) values (?, ?, ?, ?, ?)",
@@ -341,13 +349,18 @@ impl Store for SqliteStore {
     }
 
     async fn count_quarantine(&self, reason: RejectReason) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("select count(*) from quarantine where reason = ?")
-            .bind(reason.code())
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("select count(*) from quarantine where reason = ?")
+                .bind(reason.code())
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
-    async fn device_readings(&self, device_id: &DeviceId) -> Result<Vec<StoredReading>, StoreError> {
+    async fn device_readings(
+        &self,
+        device_id: &DeviceId,
+    ) -> Result<Vec<StoredReading>, StoreError> {
         let rows = sqlx::query(
             "select device_id, patient_id, metric, value, ts from readings
              where device_id = ? order by ts, metric",

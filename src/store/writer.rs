@@ -97,7 +97,11 @@ struct Committer {
 impl StoreWriter {
     /// Runs until `ingested_rx` closes and everything received is committed
     /// and acknowledged, or until `abort` fires.
-    pub async fn run(self, mut ingested_rx: mpsc::Receiver<IngestedBatch>, abort: CancellationToken) {
+    pub async fn run(
+        self,
+        mut ingested_rx: mpsc::Receiver<IngestedBatch>,
+        abort: CancellationToken,
+    ) {
         let StoreWriter {
             store,
             profiles,
@@ -157,7 +161,9 @@ impl StoreWriter {
                 let _ = previous.await;
             }
             let committer = committer.clone();
-            in_flight = Some(tokio::spawn(async move { committer.commit(prepared).await }));
+            in_flight = Some(tokio::spawn(
+                async move { committer.commit(prepared).await },
+            ));
         }
         if let Some(previous) = in_flight.take() {
             let _ = previous.await;
@@ -189,9 +195,12 @@ fn prepare(
             latest_acceptable: latest_acceptable.max(message.received_at),
         };
         for rejection in &message.rejections {
-            prepared
-                .quarantine
-                .push(quarantine_record(rejection, &source, message.received_at, raw_max_bytes));
+            prepared.quarantine.push(quarantine_record(
+                rejection,
+                &source,
+                message.received_at,
+                raw_max_bytes,
+            ));
         }
         for decoded in &message.decoded {
             match validate(decoded, devices.get(&decoded.device_id), profiles, clock) {
@@ -218,7 +227,10 @@ impl Committer {
     /// Commits a prepared batch (retrying through outages), then acknowledges it.
     async fn commit(&self, mut batch: PreparedBatch) {
         let started = Instant::now();
-        let is_new = match self.commit_with_retry(&batch.readings, &batch.quarantine).await {
+        let is_new = match self
+            .commit_with_retry(&batch.readings, &batch.quarantine)
+            .await
+        {
             Ok(is_new) => is_new,
             Err(CommitFailure::Aborted) => return,
             Err(CommitFailure::Rejected(error)) => {
@@ -243,7 +255,8 @@ impl Committer {
         }
         let now = Timestamp::now();
         for message in batch.messages {
-            self.metrics.ingest_lag(now.seconds_since(message.received_at));
+            self.metrics
+                .ingest_lag(now.seconds_since(message.received_at));
             match message.ack {
                 AckToken::Mqtt { pkid, qos } => {
                     if let Some(client) = &self.acker {
@@ -328,8 +341,16 @@ impl Committer {
                         readings.first().map(|r| r.device_id.as_str()),
                         bytes::Bytes::from(raw),
                     );
-                    let record = quarantine_record(&rejection, "store", message.received_at, self.raw_max_bytes);
-                    match self.commit_with_retry(&[], std::slice::from_ref(&record)).await {
+                    let record = quarantine_record(
+                        &rejection,
+                        "store",
+                        message.received_at,
+                        self.raw_max_bytes,
+                    );
+                    match self
+                        .commit_with_retry(&[], std::slice::from_ref(&record))
+                        .await
+                    {
                         Ok(_) => extra_quarantine.push(record),
                         Err(CommitFailure::Aborted) => return None,
                         Err(CommitFailure::Rejected(error)) => {
@@ -357,7 +378,9 @@ struct DeviceCache {
 
 impl DeviceCache {
     fn get(&self, device_id: &DeviceId) -> Option<&DeviceRecord> {
-        self.entries.get(device_id).and_then(|(record, _)| record.as_ref())
+        self.entries
+            .get(device_id)
+            .and_then(|(record, _)| record.as_ref())
     }
 
     /// Looks up, in one query, every device of `messages` not cached or

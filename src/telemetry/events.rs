@@ -60,15 +60,14 @@ impl Metrics {
         let readings_duplicate = Counter::default();
         let quarantined = Family::<ReasonLabel, Counter>::default();
         // Batches range from one reading (a quiet night) to batch_max_rows.
-        let batch_rows = Histogram::new(
-            [1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0].into_iter(),
-        );
-        let commit_seconds = Histogram::new(
-            [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0].into_iter(),
-        );
-        let ingest_lag_seconds = Histogram::new(
-            [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0].into_iter(),
-        );
+        let batch_rows = Histogram::new([
+            1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+        ]);
+        let commit_seconds = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+        ]);
+        let ingest_lag_seconds =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0]);
         let commit_errors = Counter::default();
         let mqtt_connection_errors = Counter::default();
         let mqtt_ack_failures = Counter::default();
@@ -78,8 +77,16 @@ impl Metrics {
             "Messages received, by source (mqtt or http)",
             messages_received.clone(),
         );
-        registry.register("readings_received", "Readings decoded from received messages", readings_received.clone());
-        registry.register("readings_stored", "Readings committed to the store for the first time", readings_stored.clone());
+        registry.register(
+            "readings_received",
+            "Readings decoded from received messages",
+            readings_received.clone(),
+        );
+        registry.register(
+            "readings_stored",
+            "Readings committed to the store for the first time",
+            readings_stored.clone(),
+        );
         registry.register(
             "readings_duplicate",
             "Readings already stored (a redelivery or a repeated upload)",
@@ -90,8 +97,16 @@ impl Metrics {
             "Messages or readings refused and written to the quarantine, by reason",
             quarantined.clone(),
         );
-        registry.register("store_batch_rows", "Readings per committed batch", batch_rows.clone());
-        registry.register("store_commit_seconds", "Time to commit one batch", commit_seconds.clone());
+        registry.register(
+            "store_batch_rows",
+            "Readings per committed batch",
+            batch_rows.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "Time to commit one batch",
+            commit_seconds.clone(),
+        );
         registry.register(
             "ingest_lag_seconds",
             "Time from receiving a message to committing its readings",
@@ -112,10 +127,16 @@ impl Metrics {
             "Acknowledgements that could not be queued; the broker redelivers those messages",
             mqtt_ack_failures.clone(),
         );
-        registry.register("mqtt_connected", "1 while connected to the broker", mqtt_connected.clone());
+        registry.register(
+            "mqtt_connected",
+            "1 while connected to the broker",
+            mqtt_connected.clone(),
+        );
         for reason in RejectReason::ALL {
             // Expose every reason from the start, so dashboards see zeros, not gaps.
-            let _ = quarantined.get_or_create(&ReasonLabel { reason: reason.code() });
+            let _ = quarantined.get_or_create(&ReasonLabel {
+                reason: reason.code(),
+            });
         }
         Metrics {
             registry,
@@ -172,7 +193,8 @@ impl Metrics {
         tracing::debug!(stored, duplicates, commit_seconds, "batch committed");
         self.readings_stored.inc_by(stored as u64);
         self.readings_duplicate.inc_by(duplicates as u64);
-        self.stored_plain.fetch_add(stored as u64, Ordering::Relaxed);
+        self.stored_plain
+            .fetch_add(stored as u64, Ordering::Relaxed);
         self.duplicate_plain
             .fetch_add(duplicates as u64, Ordering::Relaxed);
         self.batch_rows.observe((stored + duplicates) as f64);
@@ -240,8 +262,13 @@ mod tests {
         ));
         metrics.batch_committed(3, 1, 0.002);
         let text = metrics.encode();
-        assert!(text.contains("thuiswacht_readings_quarantined_total{reason=\"unknown_device\"} 1"), "{text}");
-        assert!(text.contains("thuiswacht_readings_quarantined_total{reason=\"payload_too_large\"} 0"));
+        assert!(
+            text.contains("thuiswacht_readings_quarantined_total{reason=\"unknown_device\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("thuiswacht_readings_quarantined_total{reason=\"payload_too_large\"} 0")
+        );
         assert!(text.contains("thuiswacht_readings_stored_total 3"));
         assert!(text.contains("thuiswacht_readings_duplicate_total 1"));
         assert_eq!(metrics.stored_total(), 3);

@@ -22,7 +22,10 @@ fn stdout_line(output: &Output) -> String {
         "command failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout.clone()).unwrap().trim().to_owned()
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -34,32 +37,96 @@ async fn admin_commands_register_teams_patients_devices_and_tokens() {
     let team = stdout_line(&thuiswacht(url, &["admin", "team", "add", "Emmen"]));
     let patient = stdout_line(&thuiswacht(
         url,
-        &["admin", "patient", "add", "--team", "Emmen", "--display-name", "Mevrouw de Vries",
-          "--birth-year", "1936", "--protocol", "default,heart-failure"],
+        &[
+            "admin",
+            "patient",
+            "add",
+            "--team",
+            "Emmen",
+            "--display-name",
+            "Mevrouw de Vries",
+            "--birth-year",
+            "1936",
+            "--protocol",
+            "default,heart-failure",
+        ],
     ));
-    let device = stdout_line(&thuiswacht(url, &["admin", "device", "add", "scale-77", "--profile", "weight-scale", "--patient", &patient]));
-    let token = stdout_line(&thuiswacht(url, &["admin", "token", "add", "gateway Emmen", "--scope", "ingest"]));
+    let device = stdout_line(&thuiswacht(
+        url,
+        &[
+            "admin",
+            "device",
+            "add",
+            "scale-77",
+            "--profile",
+            "weight-scale",
+            "--patient",
+            &patient,
+        ],
+    ));
+    let token = stdout_line(&thuiswacht(
+        url,
+        &[
+            "admin",
+            "token",
+            "add",
+            "gateway Emmen",
+            "--scope",
+            "ingest",
+        ],
+    ));
     // Assert: ids alone on stdout, usable by scripts.
     assert!(uuid::Uuid::parse_str(&team).is_ok(), "{team}");
     assert!(uuid::Uuid::parse_str(&patient).is_ok(), "{patient}");
     assert_eq!(device, "scale-77");
     assert!(token.starts_with("tw_") && token.len() == 67, "{token}");
     let store = database.store().await;
-    let found = store.find_token(&thuiswacht::api::token_hash(&token)).await.unwrap();
+    let found = store
+        .find_token(&thuiswacht::api::token_hash(&token))
+        .await
+        .unwrap();
     assert!(found.is_some(), "the printed token works");
     let devices = stdout_line(&thuiswacht(url, &["admin", "--json", "device", "list"]));
     let devices: serde_json::Value = serde_json::from_str(&devices).unwrap();
     assert_eq!(devices[0]["device_id"], "scale-77");
     assert_eq!(devices[0]["patient_id"], patient.as_str());
     let patients = stdout_line(&thuiswacht(url, &["admin", "patient", "list"]));
-    assert!(patients.contains("Mevrouw de Vries") && patients.contains("default,heart-failure"), "{patients}");
+    assert!(
+        patients.contains("Mevrouw de Vries") && patients.contains("default,heart-failure"),
+        "{patients}"
+    );
     // Refusals name the problem.
     let duplicate = thuiswacht(url, &["admin", "team", "add", "Emmen"]);
     assert!(!duplicate.status.success());
     assert!(String::from_utf8_lossy(&duplicate.stderr).contains("team Emmen already exists"));
-    let bad_profile = thuiswacht(url, &["admin", "device", "add", "x-1", "--profile", "toaster", "--patient", &patient]);
+    let bad_profile = thuiswacht(
+        url,
+        &[
+            "admin",
+            "device",
+            "add",
+            "x-1",
+            "--profile",
+            "toaster",
+            "--patient",
+            &patient,
+        ],
+    );
     assert!(String::from_utf8_lossy(&bad_profile.stderr).contains("unknown profile toaster"));
-    let bad_protocol = thuiswacht(url, &["admin", "patient", "add", "--team", "Emmen", "--display-name", "X", "--protocol", "astrology"]);
+    let bad_protocol = thuiswacht(
+        url,
+        &[
+            "admin",
+            "patient",
+            "add",
+            "--team",
+            "Emmen",
+            "--display-name",
+            "X",
+            "--protocol",
+            "astrology",
+        ],
+    );
     assert!(String::from_utf8_lossy(&bad_protocol.stderr).contains("unknown protocol astrology"));
 }
 
@@ -78,8 +145,16 @@ async fn quarantine_list_shows_what_was_refused() {
     };
     store.commit_batch(&[], &[record]).await.unwrap();
     let listed = stdout_line(&thuiswacht(&database.url, &["admin", "quarantine", "list"]));
-    assert!(listed.contains("unknown_device") && listed.contains("ghost") && listed.contains("unknown device ghost"), "{listed}");
-    let json = stdout_line(&thuiswacht(&database.url, &["admin", "--json", "quarantine", "list", "--limit", "5"]));
+    assert!(
+        listed.contains("unknown_device")
+            && listed.contains("ghost")
+            && listed.contains("unknown device ghost"),
+        "{listed}"
+    );
+    let json = stdout_line(&thuiswacht(
+        &database.url,
+        &["admin", "--json", "quarantine", "list", "--limit", "5"],
+    ));
     let entries: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(entries[0]["reason"], "unknown_device");
 }
@@ -91,11 +166,19 @@ fn check_accepts_the_shipped_folders_and_lists_every_problem_of_a_broken_one() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(text.contains("6 device profiles OK"), "{text}");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.toml"), "name = \"x\"\nexpected_interval_s = 60\n[metrics.mood]\nmin = 1\nmax = 0\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "name = \"x\"\nexpected_interval_s = 60\n[metrics.mood]\nmin = 1\nmax = 0\n",
+    )
+    .unwrap();
     let broken = Command::new(env!("CARGO_BIN_EXE_thuiswacht"))
         .args(["check", "--devices-dir"])
         .arg(dir.path())
@@ -104,7 +187,10 @@ fn check_accepts_the_shipped_folders_and_lists_every_problem_of_a_broken_one() {
         .unwrap();
     assert!(!broken.status.success());
     let errors = String::from_utf8_lossy(&broken.stderr);
-    assert!(errors.contains("bad.toml: unknown metric \"mood\""), "{errors}");
+    assert!(
+        errors.contains("bad.toml: unknown metric \"mood\""),
+        "{errors}"
+    );
 }
 
 #[test]

@@ -46,8 +46,17 @@ pub fn spawn_publishing(
         for i in 0..messages {
             let device = &devices[i % devices.len()];
             let first = start + (i / devices.len() * per_message) as i64;
-            let payload = v1_payload(device, "heart_rate", "/min", first, per_message, 60.0 + (i % 30) as f64);
-            publisher.publish(&readings_topic(&root, device), payload).await;
+            let payload = v1_payload(
+                device,
+                "heart_rate",
+                "/min",
+                first,
+                per_message,
+                60.0 + (i % 30) as f64,
+            );
+            publisher
+                .publish(&readings_topic(&root, device), payload)
+                .await;
         }
     })
 }
@@ -61,14 +70,26 @@ async fn readings_survive_sigkill_during_publishing_exactly_once() {
     let store = database.store().await;
     let root = unique_topic_root();
     let devices = register_wearables(&store).await;
-    let env = service_env(&database.url, &root, &format!("tw-crash-{}", Uuid::new_v4().simple()));
+    let env = service_env(
+        &database.url,
+        &root,
+        &format!("tw-crash-{}", Uuid::new_v4().simple()),
+    );
     let service = ServiceProcess::start(&env).await;
     let publisher = Arc::new(Publisher::connect(&mqtt_url()).await);
     // Act: publish, kill hard once a fifth is stored, start again.
-    let publishing = spawn_publishing(publisher.clone(), root.clone(), devices.clone(), MESSAGES, PER_MESSAGE);
-    wait_for("a fifth of the readings to be stored", Duration::from_secs(120), || async {
-        store.count_readings().await.unwrap_or(0) >= 20_000
-    })
+    let publishing = spawn_publishing(
+        publisher.clone(),
+        root.clone(),
+        devices.clone(),
+        MESSAGES,
+        PER_MESSAGE,
+    );
+    wait_for(
+        "a fifth of the readings to be stored",
+        Duration::from_secs(120),
+        || async { store.count_readings().await.unwrap_or(0) >= 20_000 },
+    )
     .await;
     service.kill_hard();
     let stored_at_kill = store.count_readings().await.unwrap();
@@ -76,8 +97,16 @@ async fn readings_survive_sigkill_during_publishing_exactly_once() {
     publishing.await.unwrap();
     publisher.wait_acked(MESSAGES as u64).await;
     // Assert: every reading once; per device, one row per distinct event time.
-    wait_for_readings(&store, (MESSAGES * PER_MESSAGE) as i64, Duration::from_secs(180)).await;
-    assert!(stored_at_kill < (MESSAGES * PER_MESSAGE) as i64, "the kill happened mid-stream");
+    wait_for_readings(
+        &store,
+        (MESSAGES * PER_MESSAGE) as i64,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert!(
+        stored_at_kill < (MESSAGES * PER_MESSAGE) as i64,
+        "the kill happened mid-stream"
+    );
     for device in &devices {
         let readings = store
             .device_readings(&thuiswacht::domain::DeviceId::parse(device).unwrap())
@@ -87,5 +116,9 @@ async fn readings_survive_sigkill_during_publishing_exactly_once() {
         assert!(readings.windows(2).all(|pair| pair[0].ts < pair[1].ts));
     }
     assert!(service.terminate().success(), "clean exit on SIGTERM");
-    Arc::try_unwrap(publisher).ok().expect("publisher no longer shared").disconnect().await;
+    Arc::try_unwrap(publisher)
+        .ok()
+        .expect("publisher no longer shared")
+        .disconnect()
+        .await;
 }

@@ -31,21 +31,28 @@ impl CuttableProxy {
             let connections = connections.clone();
             tokio::spawn(async move {
                 loop {
-                    let Ok((mut inbound, _)) = listener.accept().await else { return };
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        return;
+                    };
                     if cut.load(Ordering::SeqCst) {
                         drop(inbound);
                         continue;
                     }
                     let task = tokio::spawn(async move {
                         if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
                     });
                     connections.lock().unwrap().push(task.abort_handle());
                 }
             });
         }
-        CuttableProxy { addr, cut, connections }
+        CuttableProxy {
+            addr,
+            cut,
+            connections,
+        }
     }
 
     /// Drops every open connection and refuses new ones.
@@ -70,17 +77,28 @@ async fn database_outage_slows_ingest_without_losing_or_duplicating_readings() {
     let store = database.store().await;
     let devices = register_wearables(&store).await;
     let proxy = CuttableProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let proxied_url = database.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
-    assert_ne!(proxied_url, database.url, "the database url goes through the proxy");
+    let proxied_url = database
+        .url
+        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+    assert_ne!(
+        proxied_url, database.url,
+        "the database url goes through the proxy"
+    );
     let root = unique_topic_root();
-    let mut env = service_env(&proxied_url, &root, &format!("tw-outage-{}", Uuid::new_v4().simple()));
+    let mut env = service_env(
+        &proxied_url,
+        &root,
+        &format!("tw-outage-{}", Uuid::new_v4().simple()),
+    );
     env.push(("THUISWACHT_DB_ACQUIRE_TIMEOUT_MS", "1000".to_owned()));
     let service = ServiceProcess::start(&env).await;
     let publisher = Arc::new(Publisher::connect(&mqtt_url()).await);
     let publishing = spawn_publishing(publisher.clone(), root, devices, MESSAGES, PER_MESSAGE);
-    wait_for("ingest to be under way", Duration::from_secs(60), || async {
-        store.count_readings().await.unwrap_or(0) >= 5_000
-    })
+    wait_for(
+        "ingest to be under way",
+        Duration::from_secs(60),
+        || async { store.count_readings().await.unwrap_or(0) >= 5_000 },
+    )
     .await;
     let rss_before = service.rss_kib().expect("rss readable");
     // Act: cut the database off for four seconds while publishing goes on.
@@ -96,7 +114,12 @@ async fn database_outage_slows_ingest_without_losing_or_duplicating_readings() {
     publishing.await.unwrap();
     publisher.wait_acked(MESSAGES as u64).await;
     // Assert
-    wait_for_readings(&store, (MESSAGES * PER_MESSAGE) as i64, Duration::from_secs(120)).await;
+    wait_for_readings(
+        &store,
+        (MESSAGES * PER_MESSAGE) as i64,
+        Duration::from_secs(120),
+    )
+    .await;
     assert!(
         stored_during_outage <= 5_000,
         "at most one in-flight batch may land after the cut, got {stored_during_outage}"
@@ -105,14 +128,26 @@ async fn database_outage_slows_ingest_without_losing_or_duplicating_readings() {
         rss_peak < rss_before + 64 * 1024,
         "memory stays bounded during the outage: {rss_before} KiB before, {rss_peak} KiB peak"
     );
-    let metrics = reqwest::get(format!("{}/metrics", service.http)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", service.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let errors: f64 = metrics
         .lines()
         .find(|line| line.starts_with("thuiswacht_store_commit_errors_total "))
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|value| value.parse().ok())
         .unwrap_or(0.0);
-    assert!(errors > 0.0, "commits failed during the outage and were retried:\n{metrics}");
+    assert!(
+        errors > 0.0,
+        "commits failed during the outage and were retried:\n{metrics}"
+    );
     assert!(service.terminate().success());
-    Arc::try_unwrap(publisher).ok().expect("publisher no longer shared").disconnect().await;
+    Arc::try_unwrap(publisher)
+        .ok()
+        .expect("publisher no longer shared")
+        .disconnect()
+        .await;
 }

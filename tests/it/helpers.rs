@@ -12,21 +12,23 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::Connection;
 use thuiswacht::app::{install_crypto_provider, Application};
+use thuiswacht::domain::DeviceId;
 use thuiswacht::settings::Settings;
 use thuiswacht::store::{NewDevice, NewPatient, PgStore, Store, TokenScope};
-use thuiswacht::domain::DeviceId;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The PostgreSQL server the tests use.
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// The Mosquitto the tests use.
 pub fn mqtt_url() -> String {
-    std::env::var("THUISWACHT_TEST_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:18831".to_owned())
+    std::env::var("THUISWACHT_TEST_MQTT_URL")
+        .unwrap_or_else(|_| "mqtt://127.0.0.1:18831".to_owned())
 }
 
 /// The shared test data folder (`../shared/data`).
@@ -112,7 +114,9 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(settings: Settings) -> TestApp {
-        let app = Application::build(settings.clone()).await.expect("build application");
+        let app = Application::build(settings.clone())
+            .await
+            .expect("build application");
         let http = format!("http://{}", app.http_addr());
         let store = app.store();
         let metrics = app.metrics();
@@ -137,7 +141,10 @@ impl TestApp {
     /// Stops the app gracefully and waits for it.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.task.await.expect("app task").expect("app stopped cleanly");
+        self.task
+            .await
+            .expect("app task")
+            .expect("app stopped cleanly");
     }
 }
 
@@ -147,6 +154,7 @@ pub async fn register_devices(store: &Arc<dyn Store>, devices: &[(&str, &str)]) 
     store.add_team(&team).await.expect("add team");
     let patient = store
         .add_patient(&NewPatient {
+            id: uuid::Uuid::new_v4(),
             team,
             display_name: "Mevrouw Test".to_owned(),
             birth_year: Some(1938),
@@ -171,7 +179,11 @@ pub async fn register_devices(store: &Arc<dyn Store>, devices: &[(&str, &str)]) 
 pub async fn ingest_token(store: &Arc<dyn Store>) -> String {
     let secret = thuiswacht::commands::new_token_secret();
     store
-        .add_token("test gateway", TokenScope::Ingest, &thuiswacht::api::token_hash(&secret))
+        .add_token(
+            "test gateway",
+            TokenScope::Ingest,
+            &thuiswacht::api::token_hash(&secret),
+        )
         .await
         .expect("add token");
     secret
@@ -204,7 +216,10 @@ pub async fn wait_for_readings(store: &Arc<dyn Store>, expected: i64, deadline: 
         if count == expected {
             return;
         }
-        assert!(count <= expected, "more readings stored ({count}) than published ({expected})");
+        assert!(
+            count <= expected,
+            "more readings stored ({count}) than published ({expected})"
+        );
         if started.elapsed() > deadline {
             panic!("timed out after {deadline:?}: {count} of {expected} readings stored (previous poll {last})");
         }
@@ -259,9 +274,15 @@ impl Publisher {
         });
         tokio::time::timeout(Duration::from_secs(10), connected_rx)
             .await
-            .expect("publisher connects to the broker (is Mosquitto running? scripts/test starts it)")
+            .expect(
+                "publisher connects to the broker (is Mosquitto running? scripts/test starts it)",
+            )
             .unwrap();
-        Publisher { client, acked, task }
+        Publisher {
+            client,
+            acked,
+            task,
+        }
     }
 
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
@@ -291,7 +312,14 @@ impl Publisher {
 }
 
 /// A Thuiswacht v1 payload with `count` readings of one metric, one second apart.
-pub fn v1_payload(device_id: &str, metric: &str, unit: &str, start_seconds: i64, count: usize, value: f64) -> String {
+pub fn v1_payload(
+    device_id: &str,
+    metric: &str,
+    unit: &str,
+    start_seconds: i64,
+    count: usize,
+    value: f64,
+) -> String {
     let readings: Vec<serde_json::Value> = (0..count)
         .map(|i| {
             let ts = chrono::DateTime::from_timestamp(start_seconds + i as i64, 0).unwrap();
@@ -320,7 +348,10 @@ impl ServiceProcess {
             .arg("serve")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("THUISWACHT_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
-            .env("THUISWACHT_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+            .env(
+                "THUISWACHT_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         for (key, value) in env {
@@ -345,7 +376,11 @@ impl ServiceProcess {
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
         // SAFETY-free: `kill` from the shell, to avoid a libc dependency.
-        Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill -TERM");
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill -TERM");
         self.child.wait().expect("wait")
     }
 
@@ -369,15 +404,23 @@ impl Drop for ServiceProcess {
 
 /// Returns a port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits until `GET {http}/readyz` answers 200.
 pub async fn wait_until_ready(http: &str) {
     let client = reqwest::Client::new();
     let url = format!("{http}/readyz");
-    wait_for("the service to become ready", Duration::from_secs(30), || async {
-        matches!(client.get(&url).send().await, Ok(response) if response.status() == 200)
-    })
+    wait_for(
+        "the service to become ready",
+        Duration::from_secs(30),
+        || async {
+            matches!(client.get(&url).send().await, Ok(response) if response.status() == 200)
+        },
+    )
     .await;
 }

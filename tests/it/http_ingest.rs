@@ -60,7 +60,11 @@ async fn missing_wrong_or_read_only_tokens_are_refused_with_problem_details() {
     let app = app().await;
     let read_secret = thuiswacht::commands::new_token_secret();
     app.store
-        .add_token("dashboard", TokenScope::Read, &thuiswacht::api::token_hash(&read_secret))
+        .add_token(
+            "dashboard",
+            TokenScope::Read,
+            &thuiswacht::api::token_hash(&read_secret),
+        )
         .await
         .unwrap();
     let client = reqwest::Client::new();
@@ -72,9 +76,21 @@ async fn missing_wrong_or_read_only_tokens_are_refused_with_problem_details() {
     let problem: serde_json::Value = none.json().await.unwrap();
     assert_eq!(problem["type"], "urn:thuiswacht:problem:unauthorized");
     assert_eq!(problem["status"], 401);
-    let wrong = client.post(&url).bearer_auth("tw_nonsense").body(body.clone()).send().await.unwrap();
+    let wrong = client
+        .post(&url)
+        .bearer_auth("tw_nonsense")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
-    let read_only = client.post(&url).bearer_auth(&read_secret).body(body).send().await.unwrap();
+    let read_only = client
+        .post(&url)
+        .bearer_auth(&read_secret)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read_only.status(), 403);
     assert_eq!(app.store.count_readings().await.unwrap(), 0);
     app.stop().await;
@@ -90,7 +106,14 @@ async fn rejected_and_oversized_posts_are_quarantined_and_explained() {
     let bad = client
         .post(&url)
         .bearer_auth(&token)
-        .body(v1_payload("ghost", "body_weight", "kg", now_seconds() - 100, 2, 80.0))
+        .body(v1_payload(
+            "ghost",
+            "body_weight",
+            "kg",
+            now_seconds() - 100,
+            2,
+            80.0,
+        ))
         .send()
         .await
         .unwrap();
@@ -104,7 +127,9 @@ async fn rejected_and_oversized_posts_are_quarantined_and_explained() {
     let large = client
         .post(&url)
         .bearer_auth(&token)
-        .body(format!(r#"{{"device_id":"scale-1","readings":[],"pad":"{padding}"}}"#))
+        .body(format!(
+            r#"{{"device_id":"scale-1","readings":[],"pad":"{padding}"}}"#
+        ))
         .send()
         .await
         .unwrap();
@@ -118,8 +143,12 @@ async fn rejected_and_oversized_posts_are_quarantined_and_explained() {
         r#"{{"device_id":"scale-1","readings":[
             {{"metric":"body_weight","value":80,"unit":"kg","ts":"{t}"}},
             {{"metric":"body_weight","value":900,"unit":"kg","ts":"{t2}"}}]}}"#,
-        t = chrono::DateTime::from_timestamp(now_seconds() - 10, 0).unwrap().to_rfc3339(),
-        t2 = chrono::DateTime::from_timestamp(now_seconds() - 9, 0).unwrap().to_rfc3339(),
+        t = chrono::DateTime::from_timestamp(now_seconds() - 10, 0)
+            .unwrap()
+            .to_rfc3339(),
+        t2 = chrono::DateTime::from_timestamp(now_seconds() - 9, 0)
+            .unwrap()
+            .to_rfc3339(),
     );
     let report: serde_json::Value = client
         .post(&url)
@@ -147,7 +176,12 @@ async fn health_readiness_and_unknown_paths_answer() {
     assert_eq!(missing.status(), 404);
     let problem: serde_json::Value = missing.json().await.unwrap();
     assert_eq!(problem["type"], "urn:thuiswacht:problem:not-found");
-    let metrics = reqwest::get(format!("{}/metrics", app.http)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", app.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "thuiswacht_readings_received_total",
         "thuiswacht_readings_stored_total",

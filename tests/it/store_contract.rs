@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use thuiswacht::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
 use thuiswacht::settings::Settings;
-use thuiswacht::store::{NewDevice, NewPatient, QuarantineRecord, SqliteStore, Store, StoreError, TokenScope};
+use thuiswacht::store::{
+    NewDevice, NewPatient, QuarantineRecord, SqliteStore, Store, StoreError, TokenScope,
+};
 use uuid::Uuid;
 
 use crate::helpers::TestDatabase;
@@ -39,6 +41,7 @@ async fn seed(store: &Arc<dyn Store>, device: &str) -> Uuid {
     store.add_team("Assen").await.unwrap();
     let patient = store
         .add_patient(&NewPatient {
+            id: uuid::Uuid::new_v4(),
             team: "Assen".to_owned(),
             display_name: "Meneer Bakker".to_owned(),
             birth_year: Some(1941),
@@ -64,6 +67,7 @@ async fn registry_links_devices_to_patients_and_teams(store: Arc<dyn Store>) {
     let duplicate_team = store.add_team("Assen").await;
     let orphan = store
         .add_patient(&NewPatient {
+            id: uuid::Uuid::new_v4(),
             team: "Nergenshuizen".to_owned(),
             display_name: "x".to_owned(),
             birth_year: None,
@@ -85,14 +89,26 @@ async fn registry_links_devices_to_patients_and_teams(store: Arc<dyn Store>) {
         })
         .await;
     let found = store
-        .find_devices(&[DeviceId::parse("scale-1").unwrap(), DeviceId::parse("nope").unwrap()])
+        .find_devices(&[
+            DeviceId::parse("scale-1").unwrap(),
+            DeviceId::parse("nope").unwrap(),
+        ])
         .await
         .unwrap();
     // Assert
-    assert!(matches!(duplicate_team, Err(StoreError::Conflict(_))), "{duplicate_team:?}");
+    assert!(
+        matches!(duplicate_team, Err(StoreError::Conflict(_))),
+        "{duplicate_team:?}"
+    );
     assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
-    assert!(matches!(duplicate_device, Err(StoreError::Conflict(_))), "{duplicate_device:?}");
-    assert!(matches!(unknown_patient, Err(StoreError::NotFound(_))), "{unknown_patient:?}");
+    assert!(
+        matches!(duplicate_device, Err(StoreError::Conflict(_))),
+        "{duplicate_device:?}"
+    );
+    assert!(
+        matches!(unknown_patient, Err(StoreError::NotFound(_))),
+        "{unknown_patient:?}"
+    );
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].patient_id, patient);
     assert_eq!(found[0].profile_id, "weight-scale");
@@ -128,9 +144,16 @@ async fn commit_is_idempotent_on_device_metric_and_time(store: Arc<dyn Store>) {
     assert_eq!(again, vec![false, false]);
     assert_eq!(second_new, vec![false, true, false]);
     assert_eq!(store.count_readings().await.unwrap(), 3);
-    let stored = store.device_readings(&DeviceId::parse("scale-1").unwrap()).await.unwrap();
+    let stored = store
+        .device_readings(&DeviceId::parse("scale-1").unwrap())
+        .await
+        .unwrap();
     let times: Vec<i64> = stored.iter().map(|r| r.ts.micros()).collect();
-    assert_eq!(times, vec![1_000_000, 2_000_000, 3_000_001], "microseconds survive the round trip");
+    assert_eq!(
+        times,
+        vec![1_000_000, 2_000_000, 3_000_001],
+        "microseconds survive the round trip"
+    );
     assert_eq!(stored[1].value, 80.3);
     assert_eq!(stored[0].patient_id, patient);
 }
@@ -140,7 +163,10 @@ async fn late_readings_are_stored_under_their_event_time(store: Arc<dyn Store>) 
     let now = Timestamp::now().micros();
     let hour = 3_600_000_000_i64;
     store
-        .commit_batch(&[reading("scale-1", patient, Metric::BodyWeight, 81.0, now)], &[])
+        .commit_batch(
+            &[reading("scale-1", patient, Metric::BodyWeight, 81.0, now)],
+            &[],
+        )
         .await
         .unwrap();
     // A gateway that was offline uploads readings from six and three hours ago.
@@ -154,7 +180,10 @@ async fn late_readings_are_stored_under_their_event_time(store: Arc<dyn Store>) 
         )
         .await
         .unwrap();
-    let stored = store.device_readings(&DeviceId::parse("scale-1").unwrap()).await.unwrap();
+    let stored = store
+        .device_readings(&DeviceId::parse("scale-1").unwrap())
+        .await
+        .unwrap();
     let values: Vec<f64> = stored.iter().map(|r| r.value).collect();
     assert_eq!(values, vec![79.0, 80.0, 81.0]);
 }
@@ -190,20 +219,39 @@ async fn quarantine_keeps_reason_detail_and_bytes(store: Arc<dyn Store>) {
     assert_eq!(listed[1].device_id.as_deref(), Some("x"));
     assert_eq!(listed[1].raw_preview, "{\"device_id\":\"x\"}");
     assert_eq!(listed[1].source, "mqtt:t/devices/x/readings");
-    assert_eq!(store.count_quarantine(RejectReason::UnknownDevice).await.unwrap(), 1);
-    assert_eq!(store.count_quarantine(RejectReason::FutureTimestamp).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .count_quarantine(RejectReason::UnknownDevice)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .count_quarantine(RejectReason::FutureTimestamp)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(store.count_readings().await.unwrap(), 1);
     assert_eq!(store.list_quarantine(1).await.unwrap().len(), 1);
 }
 
 async fn tokens_are_found_by_secret_hash_only(store: Arc<dyn Store>) {
     let hash = thuiswacht::api::token_hash("tw_secret");
-    let id = store.add_token("gateway Emmen", TokenScope::Ingest, &hash).await.unwrap();
+    let id = store
+        .add_token("gateway Emmen", TokenScope::Ingest, &hash)
+        .await
+        .unwrap();
     let found = store.find_token(&hash).await.unwrap().expect("token found");
     assert_eq!(found.id, id);
     assert_eq!(found.scope, TokenScope::Ingest);
     assert!(!found.revoked);
-    assert!(store.find_token(&thuiswacht::api::token_hash("tw_other")).await.unwrap().is_none());
+    assert!(store
+        .find_token(&thuiswacht::api::token_hash("tw_other"))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn concurrent_readers_do_not_block_the_writer(store: Arc<dyn Store>) {
@@ -221,9 +269,20 @@ async fn concurrent_readers_do_not_block_the_writer(store: Arc<dyn Store>) {
     };
     for batch in 0..50_i64 {
         let readings: Vec<Reading> = (0..100)
-            .map(|i| reading("scale-1", patient, Metric::BodyWeight, 80.0, batch * 1_000_000 + i))
+            .map(|i| {
+                reading(
+                    "scale-1",
+                    patient,
+                    Metric::BodyWeight,
+                    80.0,
+                    batch * 1_000_000 + i,
+                )
+            })
             .collect();
-        store.commit_batch(&readings, &[]).await.expect("write while reading");
+        store
+            .commit_batch(&readings, &[])
+            .await
+            .expect("write while reading");
     }
     assert_eq!(reader.await.unwrap(), 200);
     assert_eq!(store.count_readings().await.unwrap(), 5_000);
@@ -267,13 +326,19 @@ async fn sqlite_store_keeps_its_data_across_reopening() {
         let store = sqlite_store(&dir).await;
         let patient = seed(&store, "scale-1").await;
         store
-            .commit_batch(&[reading("scale-1", patient, Metric::BodyWeight, 80.0, 7)], &[])
+            .commit_batch(
+                &[reading("scale-1", patient, Metric::BodyWeight, 80.0, 7)],
+                &[],
+            )
             .await
             .unwrap();
         patient
     };
     let reopened = sqlite_store(&dir).await;
-    let stored = reopened.device_readings(&DeviceId::parse("scale-1").unwrap()).await.unwrap();
+    let stored = reopened
+        .device_readings(&DeviceId::parse("scale-1").unwrap())
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].patient_id, patient);
 }
