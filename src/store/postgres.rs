@@ -100,14 +100,25 @@ impl Store for PgStore {
                 .iter()
                 .map(|r| to_datetime(r.received_at))
                 .collect();
-            // One statement per batch; ON CONFLICT DO NOTHING makes redelivery
-            // harmless and RETURNING tells which rows are new.
-            let inserted = sqlx::query(
-                "insert into readings (device_id, metric, ts, patient_id, value, received_at)
-                 select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[],
-                                      $5::float8[], $6::timestamptz[])
-                 on conflict (device_id, metric, ts) do nothing
-                 returning device_id, metric, ts",
+            // One statement per batch. ON CONFLICT DO NOTHING makes redelivery
+            // harmless; joining the inserted keys back to the input's
+            // ordinality returns, as small integers, which rows were new (the
+            // first of in-batch duplicates).
+            let inserted: Vec<i64> = sqlx::query_scalar(
+                "with input as (
+                     select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[],
+                                          $5::float8[], $6::timestamptz[])
+                         with ordinality as t (device_id, metric, ts, patient_id, value, received_at, position)
+                 ),
+                 inserted as (
+                     insert into readings (device_id, metric, ts, patient_id, value, received_at)
+                     select device_id, metric, ts, patient_id, value, received_at from input
+                     on conflict (device_id, metric, ts) do nothing
+                     returning device_id, metric, ts
+                 )
+                 select min(input.position)
+                 from inserted join input using (device_id, metric, ts)
+                 group by inserted.device_id, inserted.metric, inserted.ts",
             )
             .bind(&device_ids)
             .bind(&metrics)
@@ -117,16 +128,15 @@ impl Store for PgStore {
             .bind(&received)
             .fetch_all(&mut *transaction)
             .await?;
-            mark_new(
-                readings,
-                &mut is_new,
-                inserted.iter().map(|row| {
-                    let device: &str = row.get(0);
-                    let metric: &str = row.get(1);
-                    let ts: DateTime<Utc> = row.get(2);
-                    (device.to_owned(), metric.to_owned(), from_datetime(ts))
-                }),
-            );
+            for position in inserted {
+                // Ordinality counts from 1.
+                if let Some(slot) = usize::try_from(position - 1)
+                    .ok()
+                    .and_then(|i| is_new.get_mut(i))
+                {
+                    *slot = true;
+                }
+            }
         }
         if !quarantine.is_empty() {
             let received: Vec<DateTime<Utc>> = quarantine

@@ -8,6 +8,8 @@ mod helpers;
 mod admin_cli;
 mod crash;
 mod db_outage;
+mod embedded;
 mod http_ingest;
 mod mqtt_ingest;
+mod simulator;
 mod store_contract;
