@@ -76,7 +76,8 @@ impl Application {
             }
         };
         let options = mqtt_options(&settings, &broker_url).context("invalid mqtt settings")?;
-        let (mqtt_client, mqtt_eventloop) = AsyncClient::new(options, 1024);
+        let (mqtt_client, mqtt_eventloop) =
+            AsyncClient::new(options, crate::ingest::mqtt::REQUEST_CHANNEL_CAPACITY);
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("failed to listen on {}", settings.http_addr))?;
@@ -188,6 +189,7 @@ impl Application {
 
         // A stage that ends before shutdown is a failure: report it and stop.
         let outcome = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => Ok(()),
             _ = writer_done.cancelled() => Err(anyhow::anyhow!("store writer stopped unexpectedly")),
         };

@@ -43,6 +43,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("batch_max_rows", Kind::Integer),
     ("batch_max_wait_ms", Kind::Integer),
     ("db_max_connections", Kind::Integer),
+    ("store_concurrent_commits", Kind::Integer),
     ("db_acquire_timeout_ms", Kind::Integer),
     ("max_payload_bytes", Kind::Integer),
     ("max_future_skew_s", Kind::Integer),
@@ -110,6 +111,10 @@ pub struct Settings {
     /// …or when its first message has waited this long.
     #[serde(default = "default_batch_max_wait_ms")]
     pub batch_max_wait_ms: u64,
+    /// Batches committed at the same time. Each uses one connection; two
+    /// keep a two-core database busy while the next batch gathers.
+    #[serde(default = "default_store_concurrent_commits")]
+    pub store_concurrent_commits: usize,
     /// Pool size. PostgreSQL allows 100 connections by default; the writer
     /// uses at most two at a time, the rest serve the HTTP API.
     #[serde(default = "default_db_max_connections")]
@@ -166,6 +171,9 @@ const fn default_batch_max_rows() -> usize {
 }
 const fn default_batch_max_wait_ms() -> u64 {
     10
+}
+const fn default_store_concurrent_commits() -> usize {
+    2
 }
 const fn default_db_max_connections() -> u32 {
     10
@@ -335,6 +343,9 @@ impl Settings {
         }
         if !(1..=10_000).contains(&self.batch_max_wait_ms) {
             problems.push("batch_max_wait_ms must be between 1 and 10000".to_owned());
+        }
+        if !(1..=16).contains(&self.store_concurrent_commits) {
+            problems.push("store_concurrent_commits must be between 1 and 16".to_owned());
         }
         if !(2..=1_000).contains(&self.db_max_connections) {
             problems.push("db_max_connections must be between 2 and 1000".to_owned());

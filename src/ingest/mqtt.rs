@@ -32,7 +32,7 @@ use crate::telemetry::Metrics;
 /// Acknowledgements of a whole committed batch are queued at once, so this
 /// covers the largest batch with room to spare; a full queue costs only a
 /// redelivery.
-const REQUEST_CHANNEL_CAPACITY: usize = 65_536;
+pub const REQUEST_CHANNEL_CAPACITY: usize = 65_536;
 
 /// The longest back-off between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

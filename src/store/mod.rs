@@ -224,8 +224,18 @@ pub trait Store: Send + Sync + 'static {
     async fn count_quarantine(&self, reason: RejectReason) -> Result<i64, StoreError>;
 
     /// Returns the readings of a device in event-time order.
-    async fn device_readings(&self, device_id: &DeviceId)
-        -> Result<Vec<StoredReading>, StoreError>;
+    async fn device_readings(
+        &self,
+        device_id: &DeviceId,
+    ) -> Result<Vec<StoredReading>, StoreError> {
+        self.device_readings_after(device_id, None).await
+    }
+    /// Returns the readings of a device with an event time after `after`, in order.
+    async fn device_readings_after(
+        &self,
+        device_id: &DeviceId,
+        after: Option<Timestamp>,
+    ) -> Result<Vec<StoredReading>, StoreError>;
     /// Counts all stored readings.
     async fn count_readings(&self) -> Result<i64, StoreError>;
 }

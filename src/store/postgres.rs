@@ -371,15 +371,17 @@ impl Store for PgStore {
         )
     }
 
-    async fn device_readings(
+    async fn device_readings_after(
         &self,
         device_id: &DeviceId,
+        after: Option<Timestamp>,
     ) -> Result<Vec<StoredReading>, StoreError> {
         let rows = sqlx::query(
             "select device_id, patient_id, metric, value, ts from readings
-             where device_id = $1 order by ts, metric",
+             where device_id = $1 and ($2::timestamptz is null or ts > $2) order by ts, metric",
         )
         .bind(device_id.as_str())
+        .bind(after.map(to_datetime))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()

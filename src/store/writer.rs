@@ -4,8 +4,8 @@
 //! acknowledges the messages (MQTT `try_ack`, or the HTTP answer) and passes
 //! the stored readings on as a [`StoredBatch`].
 //!
-//! One commit runs while the next batch gathers (a pipeline one deep), so the
-//! database is busy while messages arrive. A failed commit is retried with
+//! Up to `store_concurrent_commits` commits run while the next batch gathers,
+//! so the database is busy while messages arrive. A failed commit is retried with
 //! back-off while the database is unreachable; nothing is acknowledged before
 //! it is stored, and the bounded input channel makes ingest wait meanwhile.
 //! A batch the database refuses outright (not an outage) is retried message by
@@ -119,7 +119,9 @@ impl StoreWriter {
             abort: abort.clone(),
         });
         let mut devices = DeviceCache::default();
-        let mut in_flight: Option<JoinHandle<()>> = None;
+        let mut in_flight: std::collections::VecDeque<JoinHandle<()>> =
+            std::collections::VecDeque::new();
+        let max_in_flight = settings.store_concurrent_commits.max(1);
         let max_rows = settings.batch_max_rows;
         let max_wait = settings.batch_max_wait();
         let future_skew_micros = i64::try_from(settings.max_future_skew_s)
@@ -157,15 +159,17 @@ impl StoreWriter {
                 Timestamp::now().plus_micros(future_skew_micros),
                 committer.raw_max_bytes,
             );
-            if let Some(previous) = in_flight.take() {
-                let _ = previous.await;
+            while in_flight.len() >= max_in_flight {
+                if let Some(oldest) = in_flight.pop_front() {
+                    let _ = oldest.await;
+                }
             }
             let committer = committer.clone();
-            in_flight = Some(tokio::spawn(
+            in_flight.push_back(tokio::spawn(
                 async move { committer.commit(prepared).await },
             ));
         }
-        if let Some(previous) = in_flight.take() {
+        for previous in in_flight {
             let _ = previous.await;
         }
         tracing::info!("store writer stopped");
