@@ -77,6 +77,8 @@ pub enum Command {
     Migrate,
     /// Validate devices/ and alerts/ and exit non-zero on any error.
     Check,
+    /// Score NEWS2 for vital-sign sets: JSON lines on stdin, one JSON object per line on stdout.
+    News2,
     /// Simulate a population of older people at home and publish their readings over MQTT.
     Simulate(SimulateArgs),
     /// Manage teams, patients, devices, tokens; list the quarantine.

@@ -39,6 +39,13 @@ pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Some(Command::Check) => return Ok(check(&cli)),
+        Some(Command::News2) => {
+            // Needs no configuration: a pure calculation over stdin.
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            crate::triage::news2::run_jsonl(stdin, stdout).context("failed to read or write")?;
+            return Ok(ExitCode::SUCCESS);
+        }
         None | Some(Command::Serve) => {}
         Some(_) => {}
     }
@@ -52,7 +59,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Check) => unreachable!("handled above"),
+        Some(Command::Check | Command::News2) => unreachable!("handled above"),
         Some(Command::Admin { json, command }) => admin(settings, json, command).await,
         Some(Command::Simulate(args)) => simulate(settings, args).await,
     }

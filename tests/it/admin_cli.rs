@@ -206,3 +206,39 @@ fn invalid_configuration_is_reported_one_problem_per_line() {
     let errors = String::from_utf8_lossy(&output.stderr);
     assert!(errors.contains("THUISWACHT_BATCH_MAX_ROWS"), "{errors}");
 }
+
+#[test]
+fn news2_command_scores_each_input_line() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_thuiswacht"))
+        .arg("news2")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"{\"rr\":22,\"spo2\":93,\"on_oxygen\":false,\"sbp\":105,\"pulse\":115,\"acvpu\":\"A\",\"temp\":38.6,\"scale\":1}\n\
+              {\"spo2\":88,\"on_oxygen\":true,\"scale\":2}\n",
+        )
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["total"], 8);
+    assert_eq!(lines[0]["band"], "high");
+    assert_eq!(lines[0]["missing"], serde_json::json!([]));
+    // Scale 2, 88% on oxygen: SpO2 0, oxygen 2; the rest missing, never complete.
+    assert_eq!(lines[1]["total"], 2);
+    assert_eq!(lines[1]["subscores"]["air_or_oxygen"], 2);
+    assert_eq!(lines[1]["complete"], false);
+    assert_eq!(lines[1]["missing"].as_array().unwrap().len(), 5);
+}
