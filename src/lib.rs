@@ -16,6 +16,7 @@ pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod commands;
+mod config_files;
 pub mod decode;
 pub mod domain;
 pub mod ingest;

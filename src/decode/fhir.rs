@@ -505,29 +505,7 @@ mod tests {
         std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
     }
 
-    fn context(topic: Option<&DeviceId>) -> DecodeContext<'_> {
-        DecodeContext {
-            topic_device: topic,
-            received_at: Timestamp::parse_rfc3339("2026-11-22T07:30:00Z").unwrap(),
-            max_payload_bytes: 256 * 1024,
-        }
-    }
-
-    fn decode_str(payload: &str, topic: Option<&str>) -> Decoded {
-        let topic = topic.map(|id| DeviceId::parse(id).unwrap());
-        decode(
-            &Bytes::copy_from_slice(payload.as_bytes()),
-            &context(topic.as_ref()),
-        )
-    }
-
-    fn reasons(decoded: &Decoded) -> Vec<RejectReason> {
-        decoded
-            .rejections
-            .iter()
-            .map(|rejection| rejection.reason)
-            .collect()
-    }
+    use crate::decode::test_support::{context, decode_str, reasons};
 
     fn at(text: &str) -> Timestamp {
         Timestamp::parse_rfc3339(text).unwrap()

@@ -151,6 +151,42 @@ fn resolve_device(
     }
 }
 
+/// Helpers shared by the decoders' tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use bytes::Bytes;
+
+    use super::{DecodeContext, Decoded};
+    use crate::domain::{DeviceId, RejectReason, Timestamp};
+
+    /// A context received at 2026-11-22T07:30:00Z with the default size limit.
+    pub(crate) fn context(topic: Option<&DeviceId>) -> DecodeContext<'_> {
+        DecodeContext {
+            topic_device: topic,
+            received_at: Timestamp::parse_rfc3339("2026-11-22T07:30:00Z").unwrap(),
+            max_payload_bytes: 256 * 1024,
+        }
+    }
+
+    /// Decodes `payload` as if published on `topic`'s device (or over HTTP).
+    pub(crate) fn decode_str(payload: &str, topic: Option<&str>) -> Decoded {
+        let topic = topic.map(|id| DeviceId::parse(id).unwrap());
+        super::decode(
+            &Bytes::copy_from_slice(payload.as_bytes()),
+            &context(topic.as_ref()),
+        )
+    }
+
+    /// Returns the reasons of the rejections, in order.
+    pub(crate) fn reasons(decoded: &Decoded) -> Vec<RejectReason> {
+        decoded
+            .rejections
+            .iter()
+            .map(|rejection| rejection.reason)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,28 +227,12 @@ pub fn ingest_publish(
     let topic_device = match device_of_topic(&topic, &settings.mqtt_topic_root).map(DeviceId::parse)
     {
         Some(Ok(device_id)) => device_id,
-        Some(Err(error)) => {
-            let rejection = Rejection::new(
-                RejectReason::MalformedPayload,
-                format!("invalid device id in topic: {error}"),
-                None,
-                payload,
-            );
-            return IngestedBatch {
-                source: Source::Mqtt { topic },
-                received_at,
-                decoded: Vec::new(),
-                rejections: vec![rejection],
-                ack,
+        problem => {
+            let detail = match problem {
+                Some(Err(error)) => format!("invalid device id in topic: {error}"),
+                _ => format!("topic {topic} is not a readings topic"),
             };
-        }
-        None => {
-            let rejection = Rejection::new(
-                RejectReason::MalformedPayload,
-                format!("topic {topic} is not a readings topic"),
-                None,
-                payload,
-            );
+            let rejection = Rejection::new(RejectReason::MalformedPayload, detail, None, payload);
             return IngestedBatch {
                 source: Source::Mqtt { topic },
                 received_at,

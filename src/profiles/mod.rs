@@ -72,25 +72,10 @@ impl Profiles {
     pub fn load_dir(dir: &Path) -> Result<Profiles, ProfileError> {
         let mut problems = Vec::new();
         let mut by_id = HashMap::new();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(error) => {
-                return Err(ProfileError {
-                    problems: vec![format!("cannot read {}: {error}", dir.display())],
-                })
-            }
-        };
-        let mut paths: Vec<_> = entries
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            let id = path
-                .file_stem()
-                .and_then(|stem| stem.to_str())
-                .unwrap_or_default()
-                .to_owned();
+        let files = crate::config_files::toml_files(dir).map_err(|problem| ProfileError {
+            problems: vec![problem],
+        })?;
+        for (id, path) in files {
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
                 Err(error) => {

@@ -201,20 +201,10 @@ pub fn parse_hhmm(text: &str) -> Option<u32> {
 pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Protocol>, ProtocolError> {
     let mut problems = Vec::new();
     let mut protocols = BTreeMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|error| ProtocolError {
-        problems: vec![format!("cannot read {}: {error}", dir.display())],
+    let files = crate::config_files::toml_files(dir).map_err(|problem| ProtocolError {
+        problems: vec![problem],
     })?;
-    let mut paths: Vec<_> = entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .collect();
-    paths.sort();
-    for path in paths {
-        let id = path
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .unwrap_or_default()
-            .to_owned();
+    for (id, path) in files {
         match std::fs::read_to_string(&path) {
             Ok(text) => match Protocol::parse(&text) {
                 Ok(protocol) => {
