@@ -10,7 +10,6 @@
 //! still lost). A broker with on-disk persistence (Mosquitto with
 //! `persistence true`) does not have that window.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// Errors starting the embedded broker.
@@ -29,6 +28,8 @@ pub enum BrokerError {
 /// Returns an error when the address is taken or the feature is off.
 #[cfg(feature = "embedded-broker")]
 pub fn start(addr: SocketAddr, max_payload_bytes: usize) -> Result<(), BrokerError> {
+    use std::collections::HashMap;
+
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
     // Fail early and clearly when the port is taken; rumqttd would only log it.
