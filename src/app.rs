@@ -19,14 +19,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use crate::alert_book::stage::{run_escalation_sweeper, TriageStage};
 use crate::api::{self, AppState};
 use crate::ingest::mqtt::{mqtt_options, MqttIngestor};
 use crate::ingest::{IngestedBatch, INGESTED_CHANNEL_CAPACITY};
 use crate::profiles::Profiles;
 use crate::settings::Settings;
 use crate::store::writer::StoreWriter;
+use crate::store::writer::StoredBatch;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::triage::engine::TriageEngine;
 
 /// Installs the process-wide rustls crypto provider (ring) once. rumqttc and
 /// sqlx would otherwise disagree about which provider to use.
@@ -47,6 +54,8 @@ pub struct Application {
     broker_url: String,
     mqtt_client: AsyncClient,
     mqtt_eventloop: EventLoop,
+    /// The triage stage with its rebuilt engine, when triage is on.
+    triage: Option<(TriageStage, TriageEngine, HashSet<Uuid>)>,
 }
 
 impl Application {
@@ -78,6 +87,21 @@ impl Application {
         let options = mqtt_options(&settings, &broker_url).context("invalid mqtt settings")?;
         let (mqtt_client, mqtt_eventloop) =
             AsyncClient::new(options, crate::ingest::mqtt::REQUEST_CHANNEL_CAPACITY);
+        let triage = if settings.triage_enabled {
+            let protocols = crate::protocols::load_dir(&settings.alerts_dir)
+                .context("failed to load alert protocols")?;
+            let stage = TriageStage {
+                store: store.clone(),
+                protocols: Arc::new(protocols),
+            };
+            let (engine, registered) = stage
+                .rebuild(crate::domain::Timestamp::now())
+                .await
+                .context("failed to rebuild triage state")?;
+            Some((stage, engine, registered))
+        } else {
+            None
+        };
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("failed to listen on {}", settings.http_addr))?;
@@ -90,6 +114,7 @@ impl Application {
             broker_url,
             mqtt_client,
             mqtt_eventloop,
+            triage,
         })
     }
 
@@ -134,19 +159,30 @@ impl Application {
             broker_url: _,
             mqtt_client,
             mqtt_eventloop,
+            triage,
         } = self;
         let tracker = TaskTracker::new();
         let abort = CancellationToken::new();
         let writer_done = CancellationToken::new();
         let (ingested_tx, ingested_rx) = mpsc::channel::<IngestedBatch>(INGESTED_CHANNEL_CAPACITY);
 
+        let stored_tx = match triage {
+            Some((stage, engine, registered)) => {
+                let (stored_tx, stored_rx) =
+                    mpsc::channel::<StoredBatch>(crate::store::writer::STORED_CHANNEL_CAPACITY);
+                tracker.spawn(stage.run(engine, registered, stored_rx));
+                tracker.spawn(run_escalation_sweeper(store.clone(), shutdown.clone()));
+                Some(stored_tx)
+            }
+            None => None,
+        };
         let writer = StoreWriter {
             store: store.clone(),
             profiles,
             settings: settings.clone(),
             metrics: metrics.clone(),
             acker: Some(mqtt_client.clone()),
-            stored_tx: None,
+            stored_tx,
         };
         let writer_task = {
             let abort = abort.clone();

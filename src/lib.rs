@@ -11,6 +11,7 @@
 //! - [`api`]: the HTTP service.
 //! - [`app`]: wires the stages together.
 
+pub mod alert_book;
 pub mod api;
 pub mod app;
 pub mod broker;

@@ -49,6 +49,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("max_future_skew_s", Kind::Integer),
     ("quarantine_raw_max_bytes", Kind::Integer),
     ("demo", Kind::Boolean),
+    ("triage_enabled", Kind::Boolean),
     ("shutdown_timeout_ms", Kind::Integer),
 ];
 
@@ -134,6 +135,10 @@ pub struct Settings {
     /// database nor a broker is configured (the no-setup mode).
     #[serde(default)]
     pub demo: Option<bool>,
+    /// Evaluate stored readings against the protocols in `alerts/` and keep
+    /// the alert book. Off only to measure ingest alone.
+    #[serde(default = "default_true")]
+    pub triage_enabled: bool,
     /// How long shutdown may take to commit and acknowledge what is in flight.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
@@ -189,6 +194,9 @@ const fn default_max_future_skew_s() -> u64 {
 }
 const fn default_quarantine_raw_max_bytes() -> usize {
     64 * 1024
+}
+const fn default_true() -> bool {
+    true
 }
 const fn default_shutdown_timeout_ms() -> u64 {
     10_000

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::alert_book::{Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
 use crate::settings::{DatabaseKind, Settings};
 use crate::validate::DeviceRecord;
@@ -236,6 +237,30 @@ pub trait Store: Send + Sync + 'static {
         device_id: &DeviceId,
         after: Option<Timestamp>,
     ) -> Result<Vec<StoredReading>, StoreError>;
+    /// Returns every reading with an event time at or after `since`, in event-time order.
+    async fn readings_since(&self, since: Timestamp) -> Result<Vec<StoredReading>, StoreError>;
+    /// Records a finding in the alert book: opens an alert when the patient
+    /// has none unresolved for the rule, otherwise updates that one with the
+    /// new evidence (never lowering its priority). Returns the alert and
+    /// whether it was opened now.
+    async fn raise_alert(&self, alert: &NewAlert) -> Result<(Alert, bool), StoreError>;
+    /// Returns one alert.
+    async fn alert(&self, id: Uuid) -> Result<Option<Alert>, StoreError>;
+    /// Saves a transition made on `alert` (whose status was `from`) with its
+    /// event, only if nobody changed the alert's status meanwhile.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the alert's status is no longer `from`.
+    async fn save_transition(
+        &self,
+        alert: &Alert,
+        from: AlertStatus,
+        event: &AlertEvent,
+    ) -> Result<(), StoreError>;
+    /// Returns an alert's history, oldest first.
+    async fn alert_events(&self, id: Uuid) -> Result<Vec<AlertEvent>, StoreError>;
+    /// Returns every unresolved alert.
+    async fn unresolved_alerts(&self) -> Result<Vec<Alert>, StoreError>;
     /// Counts all stored readings.
     async fn count_readings(&self) -> Result<i64, StoreError>;
 }
@@ -293,4 +318,74 @@ fn on_constraint(error: sqlx::Error, what: &str) -> StoreError {
         }
     }
     StoreError::from(error)
+}
+
+/// The alert columns, in the order both stores select them.
+const ALERT_COLUMNS: &str = "id, patient_id, rule_key, status, priority, nts, score, explanation, opened_at, \
+     updated_at, respond_by, claimed_by, claimed_at, snoozed_until, escalated_to, resolved_at, resolved_by, outcome";
+
+/// The upsert of a finding, shared by both stores (their SQL dialects agree
+/// here). The conflict target names the partial unique index, so only an
+/// unresolved alert is updated; priority and NTS level only ever become more
+/// urgent; `id = $1` tells whether the row is the one just inserted.
+const RAISE_ALERT_SQL: &str = "insert into alerts (id, patient_id, rule_key, status, priority, nts, score, explanation,
+                        opened_at, updated_at, respond_by)
+     values ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $8, $9)
+     on conflict (patient_id, rule_key) where status <> 'resolved' do update set
+         score = excluded.score,
+         explanation = excluded.explanation,
+         updated_at = excluded.updated_at,
+         priority = case when (case excluded.priority when 'high' then 3 when 'medium' then 2 when 'low' then 1 else 0 end)
+                             > (case alerts.priority when 'high' then 3 when 'medium' then 2 when 'low' then 1 else 0 end)
+                         then excluded.priority else alerts.priority end,
+         nts = case when excluded.nts < alerts.nts then excluded.nts else alerts.nts end
+     returning id";
+
+/// Builds an [`Alert`] from decoded columns; shared by both stores.
+#[allow(clippy::too_many_arguments)]
+fn alert_from_parts(
+    id: Uuid,
+    patient_id: Uuid,
+    rule_key: String,
+    status: &str,
+    priority: &str,
+    nts: &str,
+    score: f64,
+    explanation: serde_json::Value,
+    times: [Option<Timestamp>; 7],
+    claimed_by: Option<String>,
+    escalated_to: Option<String>,
+    resolved_by: Option<String>,
+    outcome: Option<String>,
+) -> Result<Alert, StoreError> {
+    let bad =
+        |what: &str, value: &str| StoreError::NotFound(format!("valid {what} (found {value:?})"));
+    let [opened_at, updated_at, respond_by, claimed_at, snoozed_until, resolved_at, _] = times;
+    Ok(Alert {
+        id,
+        patient_id,
+        rule_key,
+        status: AlertStatus::from_code(status).ok_or_else(|| bad("alert status", status))?,
+        priority: crate::alert_book::priority_from_code(priority)
+            .ok_or_else(|| bad("priority", priority))?,
+        nts: crate::alert_book::nts_from_code(nts).ok_or_else(|| bad("NTS level", nts))?,
+        score,
+        explanation,
+        opened_at: opened_at.unwrap_or(Timestamp(0)),
+        updated_at: updated_at.unwrap_or(Timestamp(0)),
+        respond_by: respond_by.unwrap_or(Timestamp(0)),
+        claimed_by,
+        claimed_at,
+        snoozed_until,
+        escalated_to,
+        resolved_at,
+        resolved_by,
+        outcome: match outcome {
+            Some(code) => Some(
+                crate::alert_book::Outcome::from_code(&code)
+                    .ok_or_else(|| bad("outcome", &code))?,
+            ),
+            None => None,
+        },
+    })
 }

@@ -11,9 +11,11 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::{
-    on_constraint, raw_preview, NewDevice, NewPatient, Patient, QuarantineEntry, QuarantineRecord,
-    Store, StoreError, StoredReading, Team, TokenRecord, TokenScope,
+    alert_from_parts, on_constraint, raw_preview, NewDevice, NewPatient, Patient, QuarantineEntry,
+    QuarantineRecord, Store, StoreError, StoredReading, Team, TokenRecord, TokenScope,
+    ALERT_COLUMNS, RAISE_ALERT_SQL,
 };
+use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
 use crate::settings::{DatabaseKind, Settings};
 use crate::validate::DeviceRecord;
@@ -399,6 +401,143 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn readings_since(&self, since: Timestamp) -> Result<Vec<StoredReading>, StoreError> {
+        let rows = sqlx::query(
+            "select device_id, patient_id, metric, value, ts from readings where ts >= $1 order by ts, device_id, metric",
+        )
+        .bind(to_datetime(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let metric: &str = row.get(2);
+                Ok(StoredReading {
+                    device_id: row.get(0),
+                    patient_id: row.get(1),
+                    metric: Metric::from_code(metric)
+                        .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
+                    value: row.get(3),
+                    ts: from_datetime(row.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    async fn raise_alert(&self, alert: &NewAlert) -> Result<(Alert, bool), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let new_id = Uuid::now_v7();
+        let opened = alert.open(new_id);
+        let id: Uuid = sqlx::query_scalar(RAISE_ALERT_SQL)
+            .bind(new_id)
+            .bind(alert.patient_id)
+            .bind(&alert.rule_key)
+            .bind(priority_code(alert.priority))
+            .bind(nts_code(alert.nts))
+            .bind(alert.score)
+            .bind(&alert.explanation)
+            .bind(to_datetime(alert.at))
+            .bind(to_datetime(opened.respond_by))
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(|error| on_constraint(error, "alert"))?;
+        let created = id == new_id;
+        let kind = if created { "raised" } else { "updated" };
+        sqlx::query("insert into alert_events (alert_id, at, actor, kind, detail) values ($1, $2, 'system', $3, $4)")
+            .bind(id)
+            .bind(to_datetime(alert.at))
+            .bind(kind)
+            .bind(serde_json::json!({"priority": priority_code(alert.priority), "score": alert.score}))
+            .execute(&mut *transaction)
+            .await?;
+        let row = sqlx::query(&format!("select {ALERT_COLUMNS} from alerts where id = $1"))
+            .bind(id)
+            .fetch_one(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok((pg_alert(&row)?, created))
+    }
+
+    async fn alert(&self, id: Uuid) -> Result<Option<Alert>, StoreError> {
+        let row = sqlx::query(&format!("select {ALERT_COLUMNS} from alerts where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(pg_alert).transpose()
+    }
+
+    async fn save_transition(
+        &self,
+        alert: &Alert,
+        from: AlertStatus,
+        event: &AlertEvent,
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "update alerts set status = $3, priority = $4, nts = $5, updated_at = $6, claimed_by = $7,
+                    claimed_at = $8, snoozed_until = $9, escalated_to = $10, resolved_at = $11,
+                    resolved_by = $12, outcome = $13
+             where id = $1 and status = $2",
+        )
+        .bind(alert.id)
+        .bind(from.code())
+        .bind(alert.status.code())
+        .bind(priority_code(alert.priority))
+        .bind(nts_code(alert.nts))
+        .bind(to_datetime(alert.updated_at))
+        .bind(alert.claimed_by.as_deref())
+        .bind(alert.claimed_at.map(to_datetime))
+        .bind(alert.snoozed_until.map(to_datetime))
+        .bind(alert.escalated_to.as_deref())
+        .bind(alert.resolved_at.map(to_datetime))
+        .bind(alert.resolved_by.as_deref())
+        .bind(alert.outcome.map(|o| o.code()))
+        .execute(&mut *transaction)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "a change to alert {} made meanwhile",
+                alert.id
+            )));
+        }
+        sqlx::query("insert into alert_events (alert_id, at, actor, kind, detail) values ($1, $2, $3, $4, $5)")
+            .bind(alert.id)
+            .bind(to_datetime(event.at))
+            .bind(&event.actor)
+            .bind(&event.kind)
+            .bind(&event.detail)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn alert_events(&self, id: Uuid) -> Result<Vec<AlertEvent>, StoreError> {
+        let rows = sqlx::query(
+            "select at, actor, kind, detail from alert_events where alert_id = $1 order by id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AlertEvent {
+                at: from_datetime(row.get(0)),
+                actor: row.get(1),
+                kind: row.get(2),
+                detail: row.get(3),
+            })
+            .collect())
+    }
+
+    async fn unresolved_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {ALERT_COLUMNS} from alerts where status <> 'resolved' order by score desc, opened_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(pg_alert).collect()
+    }
+
     async fn count_readings(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("select count(*) from readings")
             .fetch_one(&self.pool)
@@ -441,4 +580,34 @@ pub(super) fn mark_new(
             is_new[index] = true;
         }
     }
+}
+
+fn pg_alert(row: &sqlx::postgres::PgRow) -> Result<Alert, StoreError> {
+    let time = |index: usize| -> Option<Timestamp> {
+        row.get::<Option<DateTime<Utc>>, _>(index)
+            .map(from_datetime)
+    };
+    alert_from_parts(
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get::<&str, _>(3),
+        row.get::<&str, _>(4),
+        row.get::<&str, _>(5),
+        row.get(6),
+        row.get(7),
+        [
+            time(8),
+            time(9),
+            time(10),
+            time(12),
+            time(13),
+            time(15),
+            None,
+        ],
+        row.get(11),
+        row.get(14),
+        row.get(16),
+        row.get(17),
+    )
 }

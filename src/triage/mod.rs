@@ -6,5 +6,22 @@
 //!
 //! - [`news2`]: the NEWS2 early-warning score (RCP 2017, DESIGN §4) over a set
 //!   of vital signs, with missing parameters named rather than assumed normal.
+//! - [`patient_state`]: per-patient ring buffers of recent readings and the
+//!   state of each rule.
+//! - [`baseline`]: robust personal baselines (median, MAD, priors) and a
+//!   multivariate Mahalanobis score.
+//! - [`rules`]: evaluation of each protocol rule kind after a reading.
+//! - [`urgency`]: [`Finding`], its NTS level, ranking score and explanation.
+//! - [`engine`]: [`TriageEngine`], protocols plus patient states.
+//! - [`replay`]: replays the PhysioNet 2019 sepsis data through the engine.
 
+pub mod baseline;
+pub mod engine;
 pub mod news2;
+pub mod patient_state;
+pub mod replay;
+pub mod rules;
+pub mod urgency;
+
+pub use engine::{TriageEngine, TriageError};
+pub use urgency::{Explanation, Finding, NtsLevel};

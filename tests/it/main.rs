@@ -13,3 +13,4 @@ mod http_ingest;
 mod mqtt_ingest;
 mod simulator;
 mod store_contract;
+mod triage_alerts;

@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
+use thuiswacht::alert_book::{AlertStatus, NewAlert, Outcome};
 use thuiswacht::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
+use thuiswacht::protocols::Priority;
 use thuiswacht::settings::Settings;
 use thuiswacht::store::{
     NewDevice, NewPatient, QuarantineRecord, SqliteStore, Store, StoreError, TokenScope,
 };
+use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
 
 use crate::helpers::TestDatabase;
@@ -288,11 +291,183 @@ async fn concurrent_readers_do_not_block_the_writer(store: Arc<dyn Store>) {
     assert_eq!(store.count_readings().await.unwrap(), 5_000);
 }
 
+fn finding(patient: Uuid, rule: &str, priority: Priority, at: i64) -> NewAlert {
+    NewAlert {
+        patient_id: patient,
+        rule_key: rule.to_owned(),
+        priority,
+        nts: NtsLevel::for_priority(priority),
+        score: 1000.0,
+        explanation: serde_json::json!({"factors": [{"rule": rule}]}),
+        at: Timestamp(at),
+        response_minutes: 60,
+    }
+}
+
+async fn alert_book_keeps_one_unresolved_alert_per_patient_and_rule(store: Arc<dyn Store>) {
+    // Arrange
+    let patient = seed(&store, "scale-1").await;
+    // Act: a finding, new evidence of higher priority, and evidence of lower priority.
+    let (first, created) = store
+        .raise_alert(&finding(
+            patient,
+            "heart-failure/weight_gain_3d",
+            Priority::Medium,
+            1_000,
+        ))
+        .await
+        .unwrap();
+    let (second, created_again) = store
+        .raise_alert(&finding(
+            patient,
+            "heart-failure/weight_gain_3d",
+            Priority::High,
+            2_000,
+        ))
+        .await
+        .unwrap();
+    let (third, _) = store
+        .raise_alert(&finding(
+            patient,
+            "heart-failure/weight_gain_3d",
+            Priority::Low,
+            3_000,
+        ))
+        .await
+        .unwrap();
+    let (other_rule, other_created) = store
+        .raise_alert(&finding(patient, "default/fever", Priority::Medium, 3_000))
+        .await
+        .unwrap();
+    // Assert
+    assert!(created && !created_again && other_created);
+    assert_eq!(first.id, second.id);
+    assert_eq!(second.id, third.id);
+    assert_ne!(other_rule.id, first.id);
+    assert_eq!(
+        third.priority,
+        Priority::High,
+        "new evidence never lowers the priority"
+    );
+    assert_eq!(third.nts, NtsLevel::U2);
+    assert_eq!(third.updated_at, Timestamp(3_000));
+    assert_eq!(third.opened_at, Timestamp(1_000));
+    assert_eq!(third.respond_by, Timestamp(1_000 + 60 * 60_000_000));
+    let events: Vec<String> = store
+        .alert_events(first.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(events, vec!["raised", "updated", "updated"]);
+    assert_eq!(store.unresolved_alerts().await.unwrap().len(), 2);
+}
+
+async fn alert_transitions_are_saved_once_and_stale_copies_are_refused(store: Arc<dyn Store>) {
+    let patient = seed(&store, "scale-1").await;
+    let (alert, _) = store
+        .raise_alert(&finding(patient, "default/fever", Priority::Medium, 1_000))
+        .await
+        .unwrap();
+    // Two nurses open the same alert.
+    let mut anouk = store.alert(alert.id).await.unwrap().unwrap();
+    let mut bram = store.alert(alert.id).await.unwrap().unwrap();
+    let event = anouk.claim("anouk", Timestamp(2_000)).unwrap();
+    store
+        .save_transition(&anouk, AlertStatus::Open, &event)
+        .await
+        .unwrap();
+    // Bram's copy still says open: his claim must not overwrite Anouk's.
+    let stale = bram.claim("bram", Timestamp(2_500)).unwrap();
+    let refused = store
+        .save_transition(&bram, AlertStatus::Open, &stale)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    let mut fresh = store.alert(alert.id).await.unwrap().unwrap();
+    assert_eq!(fresh.claimed_by.as_deref(), Some("anouk"));
+    assert_eq!(
+        fresh.claim("bram", Timestamp(2_600)),
+        Err(thuiswacht::alert_book::TransitionError::ClaimedByOther(
+            "anouk".to_owned()
+        )),
+        "the second nurse sees who has it"
+    );
+    // Resolved, then the condition comes back: a new alert opens.
+    let resolved = fresh
+        .resolve("anouk", Outcome::ContactedPatient, Timestamp(3_000))
+        .unwrap();
+    store
+        .save_transition(&fresh, AlertStatus::Claimed, &resolved)
+        .await
+        .unwrap();
+    let stored = store.alert(alert.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, AlertStatus::Resolved);
+    assert_eq!(stored.outcome, Some(Outcome::ContactedPatient));
+    assert_eq!(stored.resolved_at, Some(Timestamp(3_000)));
+    let (again, created) = store
+        .raise_alert(&finding(patient, "default/fever", Priority::Medium, 4_000))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_ne!(again.id, alert.id);
+    let history: Vec<(String, String)> = store
+        .alert_events(alert.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.actor))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("raised".to_owned(), "system".to_owned()),
+            ("claimed".to_owned(), "anouk".to_owned()),
+            ("resolved".to_owned(), "anouk".to_owned())
+        ]
+    );
+}
+
+async fn concurrent_writers_raise_one_alert(store: Arc<dyn Store>) {
+    let patient = seed(&store, "scale-1").await;
+    let mut tasks = Vec::new();
+    for writer in 0..2_i64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..25_i64 {
+                let (alert, _) = store
+                    .raise_alert(&finding(
+                        patient,
+                        "copd/spo2_below_target",
+                        Priority::High,
+                        writer * 100 + i,
+                    ))
+                    .await
+                    .expect("raise under concurrency");
+                ids.push(alert.id);
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every writer updated the one open alert");
+    assert_eq!(store.unresolved_alerts().await.unwrap().len(), 1);
+    assert_eq!(store.alert_events(ids[0]).await.unwrap().len(), 50);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod postgres {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::postgres_store().await).await;
                 }
@@ -317,6 +492,9 @@ contract!(
     quarantine_keeps_reason_detail_and_bytes,
     tokens_are_found_by_secret_hash_only,
     concurrent_readers_do_not_block_the_writer,
+    alert_book_keeps_one_unresolved_alert_per_patient_and_rule,
+    alert_transitions_are_saved_once_and_stale_copies_are_refused,
+    concurrent_writers_raise_one_alert,
 );
 
 #[tokio::test]

@@ -1,0 +1,203 @@
+//! The triage stage of the pipeline: stored readings in, alerts out.
+//!
+//! It owns the [`TriageEngine`] (per-patient state in memory), evaluates each
+//! newly stored reading — redeliveries are marked duplicate by the store
+//! writer and skipped, so a reading is never triaged twice — and records
+//! raised and ongoing findings in the alert book. At start it rebuilds the
+//! engine's state from the stored readings of the last
+//! [`REBUILD_DAYS`] days (findings from the rebuild only update alerts that are
+//! already open; they do not open new ones), so a restart gives the same
+//! alerts as an uninterrupted run. A sweeper escalates alerts whose response
+//! target lapsed unclaimed.
+//!
+//! Shutdown: the stage ends when its input closes, after recording what it
+//! has; the sweeper ends on the shutdown token.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::NewAlert;
+use crate::domain::{DeviceId, Reading, Timestamp};
+use crate::protocols::Protocol;
+use crate::store::writer::StoredBatch;
+use crate::store::{Store, StoreError};
+use crate::triage::engine::TriageEngine;
+use crate::triage::urgency::{Finding, Transition};
+
+/// Days of history replayed into the engine at start: the longest trend
+/// window (72 h) and the baseline window (14 days) fit in it.
+pub const REBUILD_DAYS: i64 = 14;
+
+/// How often overdue alerts are looked for.
+const ESCALATION_SWEEP: Duration = Duration::from_secs(30);
+
+/// The stage.
+pub struct TriageStage {
+    pub store: Arc<dyn Store>,
+    pub protocols: Arc<BTreeMap<String, Protocol>>,
+}
+
+impl TriageStage {
+    /// Builds the engine and replays recent history into it.
+    ///
+    /// # Errors
+    /// Returns a store error when the history cannot be read.
+    pub async fn rebuild(
+        &self,
+        now: Timestamp,
+    ) -> Result<(TriageEngine, HashSet<Uuid>), StoreError> {
+        let mut engine = TriageEngine::new((*self.protocols).clone());
+        let registered = self.register_all(&mut engine).await?;
+        let since = now.plus_micros(-REBUILD_DAYS * 86_400_000_000);
+        let readings = self.store.readings_since(since).await?;
+        let mut findings = Vec::new();
+        for stored in &readings {
+            let reading = Reading {
+                device_id: DeviceId::parse(&stored.device_id)
+                    .unwrap_or_else(|_| DeviceId::parse("unknown").expect("valid")),
+                patient_id: stored.patient_id,
+                metric: stored.metric,
+                value: stored.value,
+                ts: stored.ts,
+                received_at: stored.ts,
+            };
+            engine.evaluate(&reading, &mut findings);
+            findings.clear();
+        }
+        tracing::info!(
+            patients = engine.patient_count(),
+            readings = readings.len(),
+            "triage state rebuilt"
+        );
+        Ok((engine, registered))
+    }
+
+    async fn register_all(&self, engine: &mut TriageEngine) -> Result<HashSet<Uuid>, StoreError> {
+        let mut registered = HashSet::new();
+        for patient in self.store.list_patients().await? {
+            match engine.register_patient(patient.id, &patient.protocols) {
+                Ok(()) => {
+                    registered.insert(patient.id);
+                }
+                Err(error) => {
+                    tracing::warn!(patient_id = %patient.id, error = %error, "patient not triaged")
+                }
+            }
+        }
+        Ok(registered)
+    }
+
+    /// Runs until `stored_rx` closes.
+    pub async fn run(
+        self,
+        mut engine: TriageEngine,
+        mut registered: HashSet<Uuid>,
+        mut stored_rx: mpsc::Receiver<StoredBatch>,
+    ) {
+        let mut findings = Vec::new();
+        while let Some(batch) = stored_rx.recv().await {
+            // Patients registered since the last look are picked up here.
+            if batch
+                .readings
+                .iter()
+                .any(|r| !registered.contains(&r.patient_id))
+            {
+                match self.register_all(&mut engine).await {
+                    Ok(now_registered) => registered = now_registered,
+                    Err(error) => tracing::warn!(error = %error, "patient registry unavailable"),
+                }
+            }
+            for (reading, is_new) in batch.readings.iter().zip(&batch.is_new) {
+                if *is_new {
+                    engine.evaluate(reading, &mut findings);
+                }
+            }
+            for finding in findings.drain(..) {
+                self.record(&finding).await;
+            }
+        }
+        tracing::info!("triage stopped");
+    }
+
+    /// Records a raised or ongoing finding in the alert book.
+    async fn record(&self, finding: &Finding) {
+        if finding.transition == Transition::Recovered {
+            return;
+        }
+        let protocol_id = finding.rule_id.split('/').next().unwrap_or_default();
+        let response_minutes = self
+            .protocols
+            .get(protocol_id)
+            .and_then(|protocol| protocol.response_targets.get(&finding.priority))
+            .copied()
+            .unwrap_or(24 * 60);
+        let alert = NewAlert {
+            patient_id: finding.patient_id,
+            rule_key: finding.rule_id.clone(),
+            priority: finding.priority,
+            nts: finding.nts_level,
+            score: finding.score,
+            explanation: serde_json::to_value(&finding.explanation).unwrap_or_default(),
+            at: finding.ts,
+            response_minutes: i64::from(response_minutes),
+        };
+        let mut backoff = Duration::from_millis(100);
+        for _attempt in 0..8 {
+            match self.store.raise_alert(&alert).await {
+                Ok((alert, created)) => {
+                    if created {
+                        tracing::info!(alert_id = %alert.id, patient_id = %alert.patient_id, rule = %alert.rule_key, "alert raised");
+                    }
+                    return;
+                }
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(error = %error, "failed to record alert, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, rule = %alert.rule_key, "alert book refused a finding");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Escalates, every sweep, the alerts whose response target lapsed unclaimed.
+pub async fn run_escalation_sweeper(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ESCALATION_SWEEP) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(error) = escalate_overdue(&store, Timestamp::now()).await {
+            tracing::warn!(error = %error, "escalation sweep failed");
+        }
+    }
+}
+
+/// Escalates every overdue unclaimed alert; returns how many.
+///
+/// # Errors
+/// Returns a store error when the alerts cannot be read.
+pub async fn escalate_overdue(store: &Arc<dyn Store>, now: Timestamp) -> Result<usize, StoreError> {
+    let mut escalated = 0;
+    for mut alert in store.unresolved_alerts().await? {
+        let from = alert.status;
+        if let Some(event) = alert.escalate_if_overdue(now) {
+            match store.save_transition(&alert, from, &event).await {
+                Ok(()) => escalated += 1,
+                // Claimed or changed meanwhile: nothing to escalate.
+                Err(StoreError::Conflict(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(escalated)
+}

@@ -1,0 +1,587 @@
+//! The triage engine: the loaded protocols and every registered patient's
+//! state; evaluates each new reading against the rules of the patient's
+//! protocols and pushes findings into the caller's buffer.
+//!
+//! In: readings (event time order preferred; late ones are handled, see
+//! [`patient_state`](super::patient_state)). Out: [`Finding`]s. Synchronous
+//! and clock-free (STYLE §2); the async triage stage owns one engine and has
+//! nothing to flush on shutdown.
+//!
+//! Rule ids are scoped as `"{protocol_id}/{rule_id}"`: a patient following
+//! two protocols that share a rule id (`hypotension` in `default` and
+//! `heart-failure`) evaluates both. The NEWS2 SpO2 scale is a property of the
+//! patient: scale 2 when any of their protocols prescribes it.
+//!
+//! # Alarm signals (NTS)
+//!
+//! - Second contact: a rule raised again within
+//!   [`SECOND_CONTACT_DAYS`](super::urgency::SECOND_CONTACT_DAYS) of its
+//!   previous raise; the whole episode keeps the raised level.
+//! - Rapid deterioration: after this evaluation the patient has an active
+//!   trend rule *and* an active threshold or NEWS2 rule (a trend and a
+//!   threshold seldom fire on the same reading, since each reading has one
+//!   metric, so "together" means both active at once).
+
+use std::collections::{BTreeMap, HashMap};
+
+use uuid::Uuid;
+
+use super::baseline::{self, MultivariateScore, VITAL_DIMENSION, VITAL_METRICS};
+use super::patient_state::{PatientRule, PatientState, Recorded};
+use super::rules::{self, CurrentNews2, Trigger};
+use super::urgency::{self, Explanation, Factor, Finding, Transition, SECOND_CONTACT_DAYS};
+use crate::domain::{Metric, Reading, Timestamp};
+use crate::protocols::{Protocol, RuleKind};
+
+const MICROS_PER_DAY: i64 = 24 * 3_600_000_000;
+
+/// Why a patient cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TriageError {
+    #[error("unknown protocol {0}")]
+    UnknownProtocol(String),
+}
+
+/// Protocols plus per-patient state; see the module docs.
+#[derive(Debug, Clone)]
+pub struct TriageEngine {
+    protocols: Vec<(String, Protocol)>,
+    patients: HashMap<Uuid, PatientState>,
+}
+
+impl TriageEngine {
+    /// Returns an engine for the protocols `protocols::load_dir` returned.
+    pub fn new(protocols: BTreeMap<String, Protocol>) -> TriageEngine {
+        TriageEngine {
+            protocols: protocols.into_iter().collect(),
+            patients: HashMap::new(),
+        }
+    }
+
+    /// Registers (or re-registers, with fresh state) a patient following
+    /// `protocol_ids`.
+    ///
+    /// # Errors
+    /// Names the first protocol id that is not loaded.
+    pub fn register_patient(
+        &mut self,
+        patient_id: Uuid,
+        protocol_ids: &[String],
+    ) -> Result<(), TriageError> {
+        let mut rules = Vec::new();
+        let mut spo2_scale_two = false;
+        for protocol_id in protocol_ids {
+            let Some(protocol_index) = self.protocols.iter().position(|(id, _)| id == protocol_id)
+            else {
+                return Err(TriageError::UnknownProtocol(protocol_id.clone()));
+            };
+            let protocol = &self.protocols[protocol_index].1;
+            spo2_scale_two |= protocol.news2_scale == 2;
+            for (rule_index, rule) in protocol.rules.iter().enumerate() {
+                if rules::is_supported(rule.kind) {
+                    rules.push(PatientRule {
+                        protocol: protocol_index,
+                        rule: rule_index,
+                        state: Default::default(),
+                    });
+                }
+            }
+        }
+        rules.shrink_to_fit();
+        self.patients
+            .insert(patient_id, PatientState::new(rules, spo2_scale_two));
+        Ok(())
+    }
+
+    /// Returns the number of registered patients.
+    pub fn patient_count(&self) -> usize {
+        self.patients.len()
+    }
+
+    /// Returns an approximate size of all patient state in bytes.
+    pub fn state_bytes(&self) -> usize {
+        let table = self.patients.capacity() * std::mem::size_of::<(Uuid, PatientState)>();
+        let rules: usize = self
+            .patients
+            .values()
+            .map(|patient| patient.rules.capacity() * std::mem::size_of::<PatientRule>())
+            .sum();
+        table + rules
+    }
+
+    /// Returns a patient's state.
+    pub fn patient(&self, patient_id: &Uuid) -> Option<&PatientState> {
+        self.patients.get(patient_id)
+    }
+
+    /// Evaluates one reading; pushes any findings into `findings`.
+    pub fn evaluate(&mut self, reading: &Reading, findings: &mut Vec<Finding>) {
+        self.evaluate_measurement(
+            reading.patient_id,
+            reading.metric,
+            reading.value,
+            reading.ts,
+            findings,
+        );
+    }
+
+    /// Evaluates one measurement of a registered patient; unknown patients,
+    /// non-finite values and redeliveries (same metric and event time) are
+    /// ignored. Allocates nothing unless a rule fires, recovers or is ongoing.
+    pub fn evaluate_measurement(
+        &mut self,
+        patient_id: Uuid,
+        metric: Metric,
+        value: f64,
+        ts: Timestamp,
+        findings: &mut Vec<Finding>,
+    ) {
+        if !value.is_finite() {
+            return;
+        }
+        let Some(patient) = self.patients.get_mut(&patient_id) else {
+            return;
+        };
+        let late = match patient.record(metric, ts, value) {
+            Recorded::Newest => false,
+            Recorded::Late => true,
+            Recorded::Duplicate | Recorded::TooOld => return,
+        };
+        let trigger = Trigger { metric, ts, late };
+        let first = findings.len();
+        let mut news2_total: Option<u8> = None;
+        for index in 0..patient.rules.len() {
+            let patient_rule = patient.rules[index];
+            let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
+            let rule = &protocol.rules[patient_rule.rule];
+            let mut state = patient_rule.state;
+            let Some(hit) = rules::evaluate(rule, patient, trigger, &mut state) else {
+                patient.rules[index].state = state;
+                continue;
+            };
+            if hit.transition == Transition::Raised {
+                state.second_contact = state.record_raise(ts, SECOND_CONTACT_DAYS * MICROS_PER_DAY);
+            }
+            let total =
+                *news2_total.get_or_insert_with(|| rules::current_news2(patient).score.total);
+            let score = urgency::score(rule.priority, total, hit.excess_in_spreads);
+            state.last_score = if state.active { score } else { 0.0 };
+            let mut explanation = Explanation {
+                factors: hit.factors,
+            };
+            if late {
+                explanation.factors.push(Factor::DataQuality {
+                    flag: "late_reading",
+                });
+            }
+            if state.second_contact && hit.transition != Transition::Recovered {
+                explanation.factors.push(Factor::AlarmSignal {
+                    signal: "second_contact",
+                });
+            }
+            findings.push(Finding {
+                patient_id,
+                rule_id: format!("{protocol_id}/{}", rule.id),
+                kind: rule.kind,
+                transition: hit.transition,
+                ts,
+                priority: rule.priority,
+                nts_level: urgency::suggested_level(
+                    rule.priority,
+                    false,
+                    state.second_contact && hit.transition != Transition::Recovered,
+                ),
+                score,
+                explanation,
+            });
+            patient.rules[index].state = state;
+        }
+        if findings.len() > first && self.rapid_deterioration(patient_id) {
+            for finding in &mut findings[first..] {
+                if finding.transition != Transition::Recovered {
+                    finding.nts_level = finding.nts_level.raised();
+                    finding.explanation.factors.push(Factor::AlarmSignal {
+                        signal: "rapid_deterioration",
+                    });
+                }
+            }
+        }
+    }
+
+    /// Returns whether the patient has an active trend rule together with an
+    /// active threshold or NEWS2 rule.
+    fn rapid_deterioration(&self, patient_id: Uuid) -> bool {
+        let Some(patient) = self.patients.get(&patient_id) else {
+            return false;
+        };
+        let active_kind = |wanted: &dyn Fn(RuleKind) -> bool| {
+            patient.rules.iter().any(|patient_rule| {
+                patient_rule.state.active
+                    && wanted(self.protocols[patient_rule.protocol].1.rules[patient_rule.rule].kind)
+            })
+        };
+        active_kind(&|kind| kind == RuleKind::Trend)
+            && active_kind(&|kind| matches!(kind, RuleKind::Threshold | RuleKind::News2))
+    }
+
+    /// Returns the NEWS2 score from the patient's newest values.
+    pub fn current_news2(&self, patient_id: &Uuid) -> Option<CurrentNews2> {
+        self.patients.get(patient_id).map(rules::current_news2)
+    }
+
+    /// Returns the scoped ids and last scores of the patient's active rules.
+    pub fn active_rules(&self, patient_id: &Uuid) -> Vec<(String, f64)> {
+        let Some(patient) = self.patients.get(patient_id) else {
+            return Vec::new();
+        };
+        patient
+            .rules
+            .iter()
+            .filter(|patient_rule| patient_rule.state.active)
+            .map(|patient_rule| {
+                let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
+                (
+                    format!("{protocol_id}/{}", protocol.rules[patient_rule.rule].id),
+                    patient_rule.state.last_score,
+                )
+            })
+            .collect()
+    }
+
+    /// Returns the Mahalanobis score of the patient's newest vital vector
+    /// against vectors formed at each earlier heart-rate reading (other vital
+    /// signs carried forward up to 12 h).
+    pub fn multivariate(&self, patient_id: &Uuid) -> Option<MultivariateScore> {
+        let patient = self.patients.get(patient_id)?;
+        let pulse = patient.history(Metric::HeartRate);
+        let (newest_ts, _) = pulse.newest()?;
+        let vector_at = |at: Timestamp| -> [f64; VITAL_DIMENSION] {
+            std::array::from_fn(|index| {
+                patient
+                    .history(VITAL_METRICS[index])
+                    .iter()
+                    .rev()
+                    .find(|(ts, _)| *ts <= at)
+                    .filter(|(ts, _)| {
+                        at.micros() - ts.micros() <= rules::NEWS2_FRESHNESS_HOURS * 3_600_000_000
+                    })
+                    .map_or(f64::NAN, |(_, value)| value)
+            })
+        };
+        let mut history = [[f64::NAN; VITAL_DIMENSION]; super::patient_state::HISTORY_CAPACITY];
+        let earlier = pulse.len() - 1;
+        for (row, (ts, _)) in history.iter_mut().zip(pulse.iter().take(earlier)) {
+            *row = vector_at(ts);
+        }
+        baseline::mahalanobis(&history[..earlier], &vector_at(newest_ts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::protocols::{load_dir, Priority};
+    use crate::simulate::{DeteriorationKind, Population};
+    use crate::triage::urgency::NtsLevel;
+
+    const HOUR: i64 = 3_600_000_000;
+
+    fn engine() -> TriageEngine {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
+        TriageEngine::new(load_dir(&dir).expect("alerts/ loads"))
+    }
+
+    fn ids(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn shared_rule_ids_are_evaluated_per_protocol() {
+        // Arrange
+        let mut engine = engine();
+        let patient = Uuid::from_u128(1);
+        engine
+            .register_patient(patient, &ids(&["default", "heart-failure"]))
+            .unwrap();
+        let mut findings = Vec::new();
+
+        // Act
+        engine.evaluate_measurement(
+            patient,
+            Metric::BpSystolic,
+            85.0,
+            Timestamp(0),
+            &mut findings,
+        );
+        engine.evaluate_measurement(
+            patient,
+            Metric::BpSystolic,
+            86.0,
+            Timestamp(HOUR),
+            &mut findings,
+        );
+
+        // Assert
+        let mut raised: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.transition == Transition::Raised && f.rule_id.ends_with("hypotension"))
+            .map(|f| f.rule_id.as_str())
+            .collect();
+        raised.sort_unstable();
+        assert_eq!(
+            raised,
+            vec!["default/hypotension", "heart-failure/hypotension"]
+        );
+        assert!(findings.iter().all(|f| f.priority == Priority::High));
+    }
+
+    #[test]
+    fn unknown_protocol_is_refused() {
+        let mut engine = engine();
+        let error = engine
+            .register_patient(Uuid::nil(), &ids(&["nope"]))
+            .unwrap_err();
+        assert_eq!(error, TriageError::UnknownProtocol("nope".to_owned()));
+    }
+
+    #[test]
+    fn second_contact_raises_the_nts_level_of_a_finding() {
+        // Arrange
+        let mut engine = engine();
+        let patient = Uuid::from_u128(2);
+        engine
+            .register_patient(patient, &ids(&["default"]))
+            .unwrap();
+        let mut findings = Vec::new();
+        let fever = |findings: &Vec<Finding>| {
+            findings
+                .iter()
+                .rfind(|f| f.rule_id == "default/fever" && f.transition == Transition::Raised)
+                .map(|f| f.nts_level)
+        };
+
+        // Act: fever, recovery, fever again two days later.
+        engine.evaluate_measurement(
+            patient,
+            Metric::BodyTemperature,
+            38.6,
+            Timestamp(0),
+            &mut findings,
+        );
+        let first = fever(&findings);
+        engine.evaluate_measurement(
+            patient,
+            Metric::BodyTemperature,
+            37.0,
+            Timestamp(12 * HOUR),
+            &mut findings,
+        );
+        engine.evaluate_measurement(
+            patient,
+            Metric::BodyTemperature,
+            38.7,
+            Timestamp(48 * HOUR),
+            &mut findings,
+        );
+        let second = fever(&findings);
+
+        // Assert
+        assert_eq!(first, Some(NtsLevel::U3));
+        assert_eq!(second, Some(NtsLevel::U2));
+    }
+
+    #[test]
+    fn threshold_alert_during_a_weight_trend_is_a_rapid_deterioration() {
+        // Arrange: weight up 2.4 kg in 3 days keeps the trend rule active.
+        let mut engine = engine();
+        let patient = Uuid::from_u128(4);
+        engine
+            .register_patient(patient, &ids(&["default", "heart-failure"]))
+            .unwrap();
+        let mut findings = Vec::new();
+        for (day, weight) in [80.0, 80.8, 81.6, 82.4].into_iter().enumerate() {
+            let ts = Timestamp(day as i64 * 24 * HOUR);
+            engine.evaluate_measurement(patient, Metric::BodyWeight, weight, ts, &mut findings);
+        }
+        assert!(findings
+            .iter()
+            .any(|f| f.rule_id == "heart-failure/weight_gain_3d"));
+        findings.clear();
+
+        // Act: a fever the same day.
+        engine.evaluate_measurement(
+            patient,
+            Metric::BodyTemperature,
+            38.6,
+            Timestamp(73 * HOUR),
+            &mut findings,
+        );
+
+        // Assert: medium (U3) raised one level for rapid deterioration.
+        let fever = findings
+            .iter()
+            .find(|f| f.rule_id == "default/fever")
+            .unwrap();
+        assert_eq!(fever.nts_level, NtsLevel::U2);
+        assert!(fever.explanation.factors.contains(&Factor::AlarmSignal {
+            signal: "rapid_deterioration"
+        }));
+    }
+
+    #[test]
+    fn nothing_fires_and_nothing_is_pushed_for_normal_readings() {
+        // Arrange
+        let mut engine = engine();
+        let patient = Uuid::from_u128(3);
+        engine
+            .register_patient(patient, &ids(&["default", "heart-failure"]))
+            .unwrap();
+        let mut findings = Vec::with_capacity(0);
+
+        // Act
+        for hour in 0..10 {
+            engine.evaluate_measurement(
+                patient,
+                Metric::HeartRate,
+                72.0,
+                Timestamp(hour * HOUR),
+                &mut findings,
+            );
+            engine.evaluate_measurement(
+                patient,
+                Metric::Spo2,
+                96.0,
+                Timestamp(hour * HOUR),
+                &mut findings,
+            );
+        }
+
+        // Assert
+        assert!(findings.is_empty());
+        assert_eq!(findings.capacity(), 0);
+        assert!(engine.state_bytes() > 0);
+    }
+
+    /// Feeds a simulated population through the engine and checks that most
+    /// injected deteriorations are found. Print the figures with
+    /// `cargo test --lib triage::engine -- --nocapture`.
+    #[test]
+    fn simulated_deteriorations_are_mostly_detected() {
+        // Arrange
+        let end = Timestamp(1_790_000_000 * 1_000_000);
+        let population = Population::generate(5, 60, 20, end);
+        let mut engine = engine();
+        for patient in &population.patients {
+            engine
+                .register_patient(patient.id, &patient.protocols)
+                .unwrap();
+        }
+        let mut readings: Vec<(Timestamp, Uuid, Metric, f64)> = Vec::new();
+        for day in 0..population.days {
+            for message in population.day(day).into_iter().filter(|m| !m.faulty) {
+                let Some(patient) = population
+                    .patients
+                    .iter()
+                    .find(|p| p.devices.iter().any(|d| d.device_id == message.device_id))
+                else {
+                    continue;
+                };
+                for (metric, value, ts) in message.readings {
+                    readings.push((ts, patient.id, metric, value));
+                }
+            }
+        }
+        readings.sort_by_key(|reading| reading.0);
+
+        // Act
+        let mut findings = Vec::new();
+        for (ts, patient, metric, value) in &readings {
+            engine.evaluate_measurement(*patient, *metric, *value, *ts, &mut findings);
+        }
+
+        // Assert
+        let window_end = population
+            .start
+            .plus_micros(i64::from(population.days) * 24 * HOUR);
+        let kinds = [
+            DeteriorationKind::Infection,
+            DeteriorationKind::Hypotension,
+            DeteriorationKind::HeartFailureFluid,
+        ];
+        let (mut injected, mut detected) = (0, 0);
+        for kind in kinds {
+            let mut leads_hours = Vec::new();
+            let mut of_kind = 0;
+            for deterioration in population
+                .deteriorations
+                .iter()
+                .filter(|d| d.kind == kind && d.peak >= population.start && d.peak < window_end)
+            {
+                of_kind += 1;
+                let first = findings
+                    .iter()
+                    .filter(|f| {
+                        f.patient_id == deterioration.patient_id
+                            && f.transition == Transition::Raised
+                            && f.ts >= deterioration.onset
+                            && f.ts <= deterioration.end
+                    })
+                    .map(|f| f.ts)
+                    .min();
+                if let Some(first) = first {
+                    leads_hours.push(first.seconds_since(deterioration.peak) / 3600.0);
+                }
+            }
+            leads_hours.sort_by(f64::total_cmp);
+            let median = leads_hours
+                .get(leads_hours.len() / 2)
+                .copied()
+                .unwrap_or(f64::NAN);
+            eprintln!(
+                "{kind:?}: detected {}/{of_kind}, median first finding {median:+.1} h from peak",
+                leads_hours.len()
+            );
+            injected += of_kind;
+            detected += leads_hours.len();
+        }
+        let deteriorated: Vec<Uuid> = population
+            .deteriorations
+            .iter()
+            .map(|d| d.patient_id)
+            .collect();
+        let quiet_patients = population
+            .patients
+            .iter()
+            .filter(|p| !deteriorated.contains(&p.id))
+            .count();
+        let quiet_raised = findings
+            .iter()
+            .filter(|f| f.transition == Transition::Raised && !deteriorated.contains(&f.patient_id))
+            .count();
+        let mut quiet_by_rule: BTreeMap<&str, usize> = BTreeMap::new();
+        for finding in findings
+            .iter()
+            .filter(|f| f.transition == Transition::Raised && !deteriorated.contains(&f.patient_id))
+        {
+            *quiet_by_rule.entry(finding.rule_id.as_str()).or_default() += 1;
+        }
+        eprintln!("raised without deterioration, by rule: {quiet_by_rule:?}");
+        eprintln!(
+            "findings raised per patient-day without deterioration: {:.3} ({quiet_raised} over {quiet_patients} patients × {} days); readings {}, state {} bytes",
+            quiet_raised as f64 / (quiet_patients as f64 * f64::from(population.days)),
+            population.days,
+            readings.len(),
+            engine.state_bytes()
+        );
+        assert!(
+            injected > 0,
+            "the population has deteriorations of these kinds"
+        );
+        assert!(
+            detected as f64 >= 0.6 * injected as f64,
+            "detected {detected} of {injected}"
+        );
+    }
+}

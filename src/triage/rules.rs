@@ -1,0 +1,952 @@
+//! Evaluation of one protocol [`Rule`] for one patient after a new reading.
+//!
+//! In: the rule, the patient's state after the reading was recorded, and the
+//! rule's [`RuleState`]. Out: a [`Hit`] (raised, ongoing or recovered, with
+//! its evidence) or nothing; the rule state is updated in place. Pure; when
+//! nothing fires nothing is allocated.
+//!
+//! # Choices
+//!
+//! - **threshold**: raises when the newest reading is above `above` (or below
+//!   `below`), `repeat_count` of the last `repeat_of` readings meet that, and
+//!   the condition has held on consecutive readings spanning `for_minutes`.
+//!   Once active it recovers only past `recover_at` (hysteresis; without
+//!   `recover_at`, at the threshold itself). A late reading (older than the
+//!   newest of its metric) does not change the "current" value, so it is not
+//!   evaluated against thresholds.
+//! - **news2**: scores the newest value of each parameter measured within
+//!   [`NEWS2_FRESHNESS_HOURS`] of the newest vital-sign reading (a home
+//!   patient measures a few times a day; 12 h keeps one round of morning and
+//!   evening measurements together without mixing in yesterday). Raises when
+//!   the total exceeds `above`; recovers below `recover_at` (default: at or
+//!   below `above`). Consciousness and air/oxygen are not measured at home and
+//!   are reported missing, never assumed normal.
+//! - **trend**: the newest value minus the *lowest* (for a rise, `delta > 0`)
+//!   or *highest* (for a fall) reading of the window `window_hours` (plus
+//!   [`TREND_GRACE_HOURS`] for daily-measurement jitter) before it. The
+//!   extreme rather than the oldest reading catches a rise that started after
+//!   a dip and is not fooled by one high reading at the window's start.
+//!   Each reading's level is the median of the readings of the hour ending at
+//!   it (at most [`TREND_SMOOTHING_READINGS`]), so a wearable's noise is no
+//!   trend; a spot measurement is its own level.
+//!   Fires when the change exceeds `delta` strictly ("more than 2 kg");
+//!   recovers as soon as it no longer does. Late readings count.
+//! - **baseline_deviation**: the newest value minus the personal baseline
+//!   median, the baseline taken from readings older than `window_hours`
+//!   (so a deterioration of the last day does not drag its own baseline; the
+//!   baseline window itself is [`BASELINE_WINDOW_DAYS`] days). Fires at or
+//!   past `delta` ("three points below"); recovers when the deviation is back
+//!   within `recover_at` (as a deviation), by default half of `delta`.
+//! - **missed_measurement**, **technical**: recognised, not yet evaluated.
+//!
+//! [`BASELINE_WINDOW_DAYS`]: super::baseline::BASELINE_WINDOW_DAYS
+
+use super::baseline::{median_and_mad, personal_baseline, Baseline};
+use super::news2::{self, Parameter, ParameterSet, SpO2Scale, VitalSet};
+use super::patient_state::{MetricHistory, PatientState, RuleState};
+use super::urgency::{Factor, Transition};
+use crate::domain::{Metric, Timestamp};
+use crate::protocols::{Rule, RuleKind};
+
+/// Hours within which a vital sign counts as current for NEWS2.
+pub const NEWS2_FRESHNESS_HOURS: i64 = 12;
+
+/// Extra hours a trend window reaches back, so that "3 days" still finds the
+/// weight measured at 08:20 three days before a weighing at 08:00.
+pub const TREND_GRACE_HOURS: i64 = 2;
+
+/// Readings and minutes a trend level is smoothed over: a wrist wearable
+/// sends heart rate every minute, and without smoothing its ±6/min noise plus
+/// the night-to-morning step fired "heart rate rising 15/min" several times a
+/// day in the simulator.
+pub const TREND_SMOOTHING_READINGS: usize = 7;
+/// See [`TREND_SMOOTHING_READINGS`].
+pub const TREND_SMOOTHING_MINUTES: i64 = 60;
+
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+const MICROS_PER_MINUTE: i64 = 60_000_000;
+
+/// The reading that triggered an evaluation, after it was recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Trigger {
+    pub metric: Metric,
+    pub ts: Timestamp,
+    /// Older than the newest reading of its metric.
+    pub late: bool,
+}
+
+/// A rule that fired, recovered or is still active, with its evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub transition: Transition,
+    /// How far past the threshold, in baseline spreads (for ranking).
+    pub excess_in_spreads: f64,
+    pub factors: Vec<Factor>,
+}
+
+/// Whether a rule is evaluated by this module.
+pub fn is_supported(kind: RuleKind) -> bool {
+    !matches!(kind, RuleKind::MissedMeasurement | RuleKind::Technical)
+}
+
+/// The NEWS2 metrics and their chart parameters.
+const NEWS2_METRICS: [(Metric, Parameter); 5] = [
+    (Metric::RespiratoryRate, Parameter::RespirationRate),
+    (Metric::Spo2, Parameter::Spo2),
+    (Metric::BpSystolic, Parameter::Systolic),
+    (Metric::HeartRate, Parameter::Pulse),
+    (Metric::BodyTemperature, Parameter::Temperature),
+];
+
+/// Returns whether a reading of `metric` can change a NEWS2 score.
+pub fn is_news2_metric(metric: Metric) -> bool {
+    NEWS2_METRICS
+        .iter()
+        .any(|(candidate, _)| *candidate == metric)
+}
+
+/// The NEWS2 score from the newest values, and which measured parameters were
+/// too old to count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurrentNews2 {
+    pub score: news2::Score,
+    pub stale: ParameterSet,
+    /// Event time of the newest vital-sign reading, `None` when there is none.
+    pub as_of: Option<Timestamp>,
+}
+
+/// Scores NEWS2 from the newest value of each parameter measured within
+/// [`NEWS2_FRESHNESS_HOURS`] of the newest vital-sign reading.
+pub fn current_news2(patient: &PatientState) -> CurrentNews2 {
+    let as_of = NEWS2_METRICS
+        .iter()
+        .filter_map(|(metric, _)| patient.history(*metric).newest().map(|(ts, _)| ts))
+        .max();
+    let mut vitals = VitalSet {
+        scale: if patient.spo2_scale_two {
+            SpO2Scale::Two
+        } else {
+            SpO2Scale::One
+        },
+        ..VitalSet::default()
+    };
+    let mut stale = ParameterSet::EMPTY;
+    if let Some(as_of) = as_of {
+        let fresh_from = as_of.micros() - NEWS2_FRESHNESS_HOURS * MICROS_PER_HOUR;
+        for (metric, parameter) in NEWS2_METRICS {
+            let Some((ts, value)) = patient.history(metric).newest() else {
+                continue;
+            };
+            if ts.micros() < fresh_from {
+                stale.insert(parameter);
+                continue;
+            }
+            let slot = match parameter {
+                Parameter::RespirationRate => &mut vitals.respiration_rate,
+                Parameter::Spo2 => &mut vitals.spo2,
+                Parameter::Systolic => &mut vitals.systolic,
+                Parameter::Pulse => &mut vitals.pulse,
+                _ => &mut vitals.temperature,
+            };
+            *slot = Some(value);
+        }
+    }
+    CurrentNews2 {
+        score: news2::score(&vitals),
+        stale,
+        as_of,
+    }
+}
+
+/// Evaluates `rule` after `trigger` was recorded in `patient`, updating `state`.
+pub fn evaluate(
+    rule: &Rule,
+    patient: &PatientState,
+    trigger: Trigger,
+    state: &mut RuleState,
+) -> Option<Hit> {
+    match rule.kind {
+        RuleKind::Threshold => threshold(rule, patient, trigger, state),
+        RuleKind::News2 => news2_rule(rule, patient, trigger, state),
+        RuleKind::Trend => trend(rule, patient, trigger, state),
+        RuleKind::BaselineDeviation => baseline_deviation(rule, patient, trigger, state),
+        RuleKind::MissedMeasurement | RuleKind::Technical => None,
+    }
+}
+
+/// Returns the history of the rule's metric when the trigger concerns it.
+fn own_history<'a>(
+    rule: &Rule,
+    patient: &'a PatientState,
+    trigger: Trigger,
+) -> Option<(Metric, &'a MetricHistory)> {
+    let metric = rule.metric?;
+    (metric == trigger.metric).then(|| (metric, patient.history(metric)))
+}
+
+fn meets(rule: &Rule, value: f64) -> bool {
+    rule.above.is_some_and(|above| value > above) || rule.below.is_some_and(|below| value < below)
+}
+
+fn recovered(rule: &Rule, value: f64) -> bool {
+    let single_bound = rule.above.is_some() != rule.below.is_some();
+    let recover_at = rule.recover_at.filter(|_| single_bound);
+    let still_above = rule
+        .above
+        .is_some_and(|above| value >= recover_at.unwrap_or(above));
+    let still_below = rule
+        .below
+        .is_some_and(|below| value <= recover_at.unwrap_or(below));
+    !still_above && !still_below
+}
+
+fn transition_for(state: &mut RuleState, condition: bool) -> Option<Transition> {
+    match (state.active, condition) {
+        (false, false) => None,
+        (false, true) => {
+            state.active = true;
+            Some(Transition::Raised)
+        }
+        (true, true) => Some(Transition::Ongoing),
+        (true, false) => {
+            state.active = false;
+            state.pending_since = None;
+            Some(Transition::Recovered)
+        }
+    }
+}
+
+fn threshold(
+    rule: &Rule,
+    patient: &PatientState,
+    trigger: Trigger,
+    state: &mut RuleState,
+) -> Option<Hit> {
+    let (metric, history) = own_history(rule, patient, trigger)?;
+    if trigger.late {
+        return None;
+    }
+    let (ts, value) = history.newest()?;
+    let repeat_of = rule.repeat_of.max(1) as usize;
+    let meeting = history
+        .iter()
+        .rev()
+        .take(repeat_of)
+        .filter(|(_, value)| meets(rule, *value))
+        .count() as u32;
+    let condition = if state.active {
+        !recovered(rule, value)
+    } else {
+        if meets(rule, value) {
+            state.pending_since.get_or_insert(ts);
+        } else {
+            state.pending_since = None;
+        }
+        let held_micros = state
+            .pending_since
+            .map_or(-1, |since| ts.micros() - since.micros());
+        meeting >= rule.repeat_count
+            && held_micros >= i64::from(rule.for_minutes) * MICROS_PER_MINUTE
+    };
+    let transition = transition_for(state, condition)?;
+    let baseline = personal_baseline(history, metric, ts, patient.spo2_scale_two);
+    let (threshold, direction) = match (rule.above, rule.below) {
+        (Some(above), _) if rule.below.is_none() || value > above => (above, "above"),
+        (_, Some(below)) => (below, "below"),
+        (Some(above), None) => (above, "above"),
+        (None, None) => return None,
+    };
+    let held_minutes = state
+        .pending_since
+        .map(|since| ts.seconds_since(since) / 60.0);
+    Some(Hit {
+        transition,
+        excess_in_spreads: (value - threshold).abs() / baseline.mad,
+        factors: vec![
+            Factor::Threshold {
+                metric,
+                value,
+                threshold,
+                direction,
+                recover_at: rule.recover_at,
+                repeat: (rule.repeat_of > 1).then_some((meeting, rule.repeat_of)),
+                held_minutes: held_minutes.filter(|_| rule.for_minutes > 0),
+            },
+            Factor::Baseline { metric, baseline },
+        ],
+    })
+}
+
+fn news2_rule(
+    rule: &Rule,
+    patient: &PatientState,
+    trigger: Trigger,
+    state: &mut RuleState,
+) -> Option<Hit> {
+    if trigger.late || !is_news2_metric(trigger.metric) {
+        return None;
+    }
+    let above = rule.above?;
+    let current = current_news2(patient);
+    let total = f64::from(current.score.total);
+    let condition = if state.active {
+        rule.recover_at
+            .map_or(total > above, |recover_at| total >= recover_at)
+    } else {
+        total > above
+    };
+    let transition = transition_for(state, condition)?;
+    let mut factors = vec![Factor::News2 {
+        score: current.score,
+        threshold: above,
+        stale: current.stale,
+        freshness_hours: NEWS2_FRESHNESS_HOURS,
+    }];
+    if !current.stale.is_empty() {
+        factors.push(Factor::DataQuality {
+            flag: "stale_news2_parameters",
+        });
+    }
+    Some(Hit {
+        transition,
+        excess_in_spreads: 0.0,
+        factors,
+    })
+}
+
+fn trend(
+    rule: &Rule,
+    patient: &PatientState,
+    trigger: Trigger,
+    state: &mut RuleState,
+) -> Option<Hit> {
+    let (metric, history) = own_history(rule, patient, trigger)?;
+    let delta = rule.delta?;
+    let window_hours = rule.window_hours?;
+    let (to_ts, _) = history.newest()?;
+    let newest_index = history.len() - 1;
+    let to_value = level(history, newest_index);
+    let from = to_ts.micros() - (i64::from(window_hours) + TREND_GRACE_HOURS) * MICROS_PER_HOUR;
+    let rising = delta > 0.0;
+    let mut extreme: Option<(Timestamp, f64)> = None;
+    for index in (0..newest_index).rev() {
+        let (ts, _) = history.get(index);
+        if ts.micros() < from {
+            break;
+        }
+        let value = level(history, index);
+        let better = extreme.is_none_or(|(_, current)| {
+            if rising {
+                value < current
+            } else {
+                value > current
+            }
+        });
+        if better {
+            extreme = Some((ts, value));
+        }
+    }
+    let change = extreme.map(|(_, from_value)| to_value - from_value);
+    let condition = change.is_some_and(|change| {
+        if rising {
+            change > delta
+        } else {
+            change < delta
+        }
+    });
+    let transition = transition_for(state, condition)?;
+    let (from_ts, from_value) = extreme.unwrap_or((to_ts, to_value));
+    let change = change.unwrap_or(0.0);
+    let baseline = personal_baseline(history, metric, to_ts, patient.spo2_scale_two);
+    Some(Hit {
+        transition,
+        excess_in_spreads: (change - delta).abs() / baseline.mad,
+        factors: vec![Factor::Trend {
+            metric,
+            from_value,
+            from_ts,
+            to_value,
+            change,
+            delta,
+            window_hours,
+        }],
+    })
+}
+
+/// Returns the level of the `index`-th reading for trends: the median of up
+/// to [`TREND_SMOOTHING_READINGS`] readings within
+/// [`TREND_SMOOTHING_MINUTES`] ending at it. A spot measurement has no
+/// neighbours that close and is its own level.
+fn level(history: &MetricHistory, index: usize) -> f64 {
+    let (at, _) = history.get(index);
+    let mut scratch = [0.0; TREND_SMOOTHING_READINGS];
+    let mut count = 0;
+    for earlier in (0..=index).rev().take(TREND_SMOOTHING_READINGS) {
+        let (ts, value) = history.get(earlier);
+        if at.micros() - ts.micros() > TREND_SMOOTHING_MINUTES * MICROS_PER_MINUTE {
+            break;
+        }
+        scratch[count] = value;
+        count += 1;
+    }
+    median_and_mad(&mut scratch[..count]).0
+}
+
+fn baseline_deviation(
+    rule: &Rule,
+    patient: &PatientState,
+    trigger: Trigger,
+    state: &mut RuleState,
+) -> Option<Hit> {
+    let (metric, history) = own_history(rule, patient, trigger)?;
+    if trigger.late {
+        return None;
+    }
+    let delta = rule.delta?;
+    let (ts, value) = history.newest()?;
+    let excluded_micros = i64::from(rule.window_hours.unwrap_or(0)) * MICROS_PER_HOUR;
+    let baseline: Baseline = personal_baseline(
+        history,
+        metric,
+        ts.plus_micros(-excluded_micros),
+        patient.spo2_scale_two,
+    );
+    let deviation = value - baseline.median;
+    let past = |limit: f64| {
+        if delta < 0.0 {
+            deviation <= limit
+        } else {
+            deviation >= limit
+        }
+    };
+    let condition = if state.active {
+        let recover_at = rule.recover_at.unwrap_or(delta / 2.0);
+        past(recover_at)
+    } else {
+        past(delta)
+    };
+    let transition = transition_for(state, condition)?;
+    Some(Hit {
+        transition,
+        excess_in_spreads: (deviation - delta).abs() / baseline.mad,
+        factors: vec![
+            Factor::Deviation {
+                metric,
+                value,
+                deviation,
+                delta,
+            },
+            Factor::Baseline { metric, baseline },
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocols::{Priority, Protocol};
+
+    const MINUTE: i64 = 60_000_000;
+    const HOUR: i64 = 60 * MINUTE;
+
+    fn rule(toml: &str) -> Rule {
+        let text = format!(
+            "name = \"t\"\n[response_targets]\nhigh = 60\nmedium = 240\nlow = 1440\n[[rule]]\nid = \"r\"\npriority = \"high\"\n{toml}"
+        );
+        let protocol = Protocol::parse(&text).expect("test protocol parses");
+        protocol.rules[0].clone()
+    }
+
+    /// Records `values` of `metric` at the given minute offsets and evaluates
+    /// the rule after each; returns the transitions.
+    fn run(
+        rule: &Rule,
+        patient: &mut PatientState,
+        state: &mut RuleState,
+        metric: Metric,
+        readings: &[(i64, f64)],
+    ) -> Vec<Option<Transition>> {
+        readings
+            .iter()
+            .map(|&(minute, value)| {
+                let ts = Timestamp(minute * MINUTE);
+                let late = patient.record(metric, ts, value)
+                    == super::super::patient_state::Recorded::Late;
+                let trigger = Trigger { metric, ts, late };
+                evaluate(rule, patient, trigger, state).map(|hit| hit.transition)
+            })
+            .collect()
+    }
+
+    fn patient() -> PatientState {
+        PatientState::new(Vec::new(), false)
+    }
+
+    #[test]
+    fn threshold_fires_above_and_not_below_it() {
+        // Arrange
+        let fever = rule(
+            "kind = \"threshold\"\nmetric = \"body_temperature\"\nabove = 38.0\nrecover_at = 37.8",
+        );
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act
+        let transitions = run(
+            &fever,
+            &mut patient,
+            &mut state,
+            Metric::BodyTemperature,
+            &[(0, 37.5), (60, 38.0), (120, 38.4)],
+        );
+
+        // Assert
+        assert_eq!(transitions, vec![None, None, Some(Transition::Raised)]);
+        assert!(state.active);
+    }
+
+    #[test]
+    fn threshold_recovers_only_past_recover_at() {
+        // Arrange
+        let fever = rule(
+            "kind = \"threshold\"\nmetric = \"body_temperature\"\nabove = 38.0\nrecover_at = 37.8",
+        );
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act: 37.9 lies between recover_at and the threshold.
+        let transitions = run(
+            &fever,
+            &mut patient,
+            &mut state,
+            Metric::BodyTemperature,
+            &[(0, 38.5), (60, 37.9), (120, 37.7)],
+        );
+
+        // Assert
+        assert_eq!(
+            transitions,
+            vec![
+                Some(Transition::Raised),
+                Some(Transition::Ongoing),
+                Some(Transition::Recovered)
+            ]
+        );
+    }
+
+    #[test]
+    fn threshold_below_recovers_only_above_recover_at() {
+        // Arrange
+        let hypotension =
+            rule("kind = \"threshold\"\nmetric = \"bp_systolic\"\nbelow = 91\nrecover_at = 100");
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act
+        let transitions = run(
+            &hypotension,
+            &mut patient,
+            &mut state,
+            Metric::BpSystolic,
+            &[(0, 85.0), (60, 95.0), (120, 101.0)],
+        );
+
+        // Assert
+        assert_eq!(
+            transitions,
+            vec![
+                Some(Transition::Raised),
+                Some(Transition::Ongoing),
+                Some(Transition::Recovered)
+            ]
+        );
+    }
+
+    #[test]
+    fn threshold_waits_for_minutes_of_sustained_condition() {
+        // Arrange
+        let tachycardia = rule("kind = \"threshold\"\nmetric = \"heart_rate\"\nabove = 110\nrecover_at = 100\nfor_minutes = 15");
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act: the run is broken at minute 10, then holds from 20 to 35.
+        let transitions = run(
+            &tachycardia,
+            &mut patient,
+            &mut state,
+            Metric::HeartRate,
+            &[
+                (0, 120.0),
+                (5, 118.0),
+                (10, 95.0),
+                (20, 121.0),
+                (30, 119.0),
+                (35, 122.0),
+            ],
+        );
+
+        // Assert
+        assert_eq!(
+            transitions,
+            vec![None, None, None, None, None, Some(Transition::Raised)]
+        );
+    }
+
+    #[test]
+    fn threshold_needs_repeat_count_of_repeat_of_readings() {
+        // Arrange
+        let hypotension = rule("kind = \"threshold\"\nmetric = \"bp_systolic\"\nbelow = 91\nrecover_at = 100\nrepeat_count = 2\nrepeat_of = 3");
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act
+        let transitions = run(
+            &hypotension,
+            &mut patient,
+            &mut state,
+            Metric::BpSystolic,
+            &[(0, 88.0), (60, 110.0), (120, 89.0)],
+        );
+
+        // Assert: one of three is not enough; the second low reading is.
+        assert_eq!(transitions, vec![None, None, Some(Transition::Raised)]);
+    }
+
+    #[test]
+    fn late_reading_does_not_raise_current_threshold_alert() {
+        // Arrange
+        let fever = rule("kind = \"threshold\"\nmetric = \"body_temperature\"\nabove = 38.0");
+        let (mut patient, mut state) = (patient(), RuleState::default());
+        run(
+            &fever,
+            &mut patient,
+            &mut state,
+            Metric::BodyTemperature,
+            &[(600, 36.9)],
+        );
+
+        // Act: a fever from before the newest (normal) reading arrives late.
+        let transitions = run(
+            &fever,
+            &mut patient,
+            &mut state,
+            Metric::BodyTemperature,
+            &[(300, 39.2)],
+        );
+
+        // Assert
+        assert_eq!(transitions, vec![None]);
+        assert!(!state.active);
+        assert_eq!(
+            patient.history(Metric::BodyTemperature).len(),
+            2,
+            "kept for history"
+        );
+    }
+
+    #[test]
+    fn news2_fires_above_its_threshold_and_names_missing_parameters() {
+        // Arrange
+        let news2 = rule("kind = \"news2\"\nabove = 4.5");
+        let mut patient = patient();
+        let mut state = RuleState::default();
+        patient.record(Metric::Spo2, Timestamp(0), 91.0); // 3
+        patient.record(Metric::HeartRate, Timestamp(MINUTE), 100.0); // 1
+
+        // Act
+        let quiet = evaluate(
+            &news2,
+            &patient,
+            Trigger {
+                metric: Metric::HeartRate,
+                ts: Timestamp(MINUTE),
+                late: false,
+            },
+            &mut state,
+        );
+        patient.record(Metric::BodyTemperature, Timestamp(2 * MINUTE), 38.5); // 1
+        let hit = evaluate(
+            &news2,
+            &patient,
+            Trigger {
+                metric: Metric::BodyTemperature,
+                ts: Timestamp(2 * MINUTE),
+                late: false,
+            },
+            &mut state,
+        )
+        .unwrap();
+
+        // Assert
+        assert!(quiet.is_none());
+        assert_eq!(hit.transition, Transition::Raised);
+        let Factor::News2 { score, .. } = &hit.factors[0] else {
+            panic!("news2 factor first")
+        };
+        assert_eq!(score.total, 5);
+        assert!(score.missing.contains(Parameter::Consciousness));
+        assert!(score.missing.contains(Parameter::RespirationRate));
+    }
+
+    #[test]
+    fn news2_leaves_out_stale_parameters_and_recovers() {
+        // Arrange
+        let news2 = rule("kind = \"news2\"\nabove = 4.5");
+        let mut patient = patient();
+        let mut state = RuleState::default();
+        patient.record(Metric::Spo2, Timestamp(0), 90.0); // 3
+        patient.record(Metric::BpSystolic, Timestamp(0), 95.0); // 2
+        let trigger = Trigger {
+            metric: Metric::BpSystolic,
+            ts: Timestamp(0),
+            late: false,
+        };
+        assert_eq!(
+            evaluate(&news2, &patient, trigger, &mut state)
+                .unwrap()
+                .transition,
+            Transition::Raised
+        );
+
+        // Act: 13 hours later only a normal pulse arrives.
+        let later = Timestamp(13 * HOUR);
+        patient.record(Metric::HeartRate, later, 70.0);
+        let hit = evaluate(
+            &news2,
+            &patient,
+            Trigger {
+                metric: Metric::HeartRate,
+                ts: later,
+                late: false,
+            },
+            &mut state,
+        )
+        .unwrap();
+
+        // Assert
+        assert_eq!(hit.transition, Transition::Recovered);
+        let Factor::News2 { stale, .. } = &hit.factors[0] else {
+            panic!("news2 factor first")
+        };
+        assert!(stale.contains(Parameter::Spo2) && stale.contains(Parameter::Systolic));
+    }
+
+    fn weight_rule() -> Rule {
+        rule("kind = \"trend\"\nmetric = \"body_weight\"\ndelta = 2.0\nwindow_hours = 72")
+    }
+
+    fn daily_weights(weights: &[f64]) -> Vec<(i64, f64)> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(day, weight)| (day as i64 * 24 * 60 + (day as i64 % 2) * 15, *weight))
+            .collect()
+    }
+
+    #[test]
+    fn weight_gain_of_2_1_kg_in_3_days_fires() {
+        // Arrange
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act
+        let transitions = run(
+            &weight_rule(),
+            &mut patient,
+            &mut state,
+            Metric::BodyWeight,
+            &daily_weights(&[80.0, 80.2, 79.9, 80.6, 81.3, 82.0]),
+        );
+
+        // Assert: 82.0 − 79.9 = 2.1 kg within 3 days.
+        assert_eq!(transitions.last(), Some(&Some(Transition::Raised)));
+    }
+
+    #[test]
+    fn weight_gain_of_1_5_kg_in_3_days_does_not_fire() {
+        // Arrange
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act
+        let transitions = run(
+            &weight_rule(),
+            &mut patient,
+            &mut state,
+            Metric::BodyWeight,
+            &daily_weights(&[80.0, 80.2, 80.0, 80.6, 81.0, 81.5]),
+        );
+
+        // Assert
+        assert!(transitions.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn weight_gain_older_than_the_window_does_not_count() {
+        // Arrange
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act: 78 → 80.5 took five days.
+        let transitions = run(
+            &weight_rule(),
+            &mut patient,
+            &mut state,
+            Metric::BodyWeight,
+            &daily_weights(&[78.0, 78.5, 79.0, 79.5, 80.0, 80.5]),
+        );
+
+        // Assert
+        assert!(transitions.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn falling_trend_fires_on_a_negative_delta_and_recovers() {
+        // Arrange
+        let falling = rule("kind = \"trend\"\nmetric = \"spo2\"\ndelta = -3\nwindow_hours = 48");
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act
+        let transitions = run(
+            &falling,
+            &mut patient,
+            &mut state,
+            Metric::Spo2,
+            &[(0, 95.0), (600, 94.0), (1200, 91.0), (1800, 94.0)],
+        );
+
+        // Assert
+        assert_eq!(
+            transitions,
+            vec![
+                None,
+                None,
+                Some(Transition::Raised),
+                Some(Transition::Recovered)
+            ]
+        );
+    }
+
+    fn spo2_deviation_rule() -> Rule {
+        rule("kind = \"baseline_deviation\"\nmetric = \"spo2\"\ndelta = -3\nwindow_hours = 24")
+    }
+
+    #[test]
+    fn spo2_three_points_below_personal_baseline_fires() {
+        // Arrange: a personal baseline of 93 %, below the population prior of 96 %.
+        let deviation = spo2_deviation_rule();
+        let (mut patient, mut state) = (patient(), RuleState::default());
+        for i in 0..8 {
+            let value = if i == 3 { 94.0 } else { 93.0 };
+            patient.record(Metric::Spo2, Timestamp(i * 12 * HOUR), value);
+        }
+        let ts = Timestamp(8 * 12 * HOUR);
+        patient.record(Metric::Spo2, ts, 90.0);
+
+        // Act
+        let hit = evaluate(
+            &deviation,
+            &patient,
+            Trigger {
+                metric: Metric::Spo2,
+                ts,
+                late: false,
+            },
+            &mut state,
+        )
+        .unwrap();
+
+        // Assert
+        assert_eq!(hit.transition, Transition::Raised);
+        let Factor::Baseline { baseline, .. } = &hit.factors[1] else {
+            panic!("baseline factor second")
+        };
+        assert_eq!(
+            baseline.source,
+            super::super::baseline::BaselineSource::Personal
+        );
+        assert_eq!(baseline.median, 93.0);
+    }
+
+    #[test]
+    fn spo2_deviation_uses_the_prior_below_the_minimum_count() {
+        // Arrange
+        let deviation = spo2_deviation_rule();
+        let (mut patient, mut state) = (patient(), RuleState::default());
+        patient.record(Metric::Spo2, Timestamp(0), 94.0);
+        patient.record(Metric::Spo2, Timestamp(12 * HOUR), 94.0);
+        let ts = Timestamp(2 * 24 * HOUR);
+        patient.record(Metric::Spo2, ts, 93.0);
+
+        // Act
+        let hit = evaluate(
+            &deviation,
+            &patient,
+            Trigger {
+                metric: Metric::Spo2,
+                ts,
+                late: false,
+            },
+            &mut state,
+        )
+        .unwrap();
+
+        // Assert: 93 is three below the prior median of 96.
+        let Factor::Baseline { baseline, .. } = &hit.factors[1] else {
+            panic!("baseline factor second")
+        };
+        assert_eq!(
+            baseline.source,
+            super::super::baseline::BaselineSource::Prior
+        );
+        assert_eq!(hit.transition, Transition::Raised);
+    }
+
+    #[test]
+    fn baseline_deviation_does_not_fire_within_delta_and_recovers_at_half() {
+        // Arrange
+        let deviation = spo2_deviation_rule();
+        let (mut patient, mut state) = (patient(), RuleState::default());
+        let history: Vec<(i64, f64)> = (0..8).map(|i| (i * 12 * 60, 96.0)).collect();
+        run(&deviation, &mut patient, &mut state, Metric::Spo2, &history);
+
+        // Act: −2 (quiet), −4 (raise), −2 (still active: past −1.5), −1 (recovered).
+        let transitions = run(
+            &deviation,
+            &mut patient,
+            &mut state,
+            Metric::Spo2,
+            &[(6000, 94.0), (6060, 92.0), (6120, 94.0), (6180, 95.0)],
+        );
+
+        // Assert
+        assert_eq!(
+            transitions,
+            vec![
+                None,
+                Some(Transition::Raised),
+                Some(Transition::Ongoing),
+                Some(Transition::Recovered)
+            ]
+        );
+    }
+
+    #[test]
+    fn missed_measurement_and_technical_rules_are_recognised_but_unsupported() {
+        // Arrange
+        let missed =
+            rule("kind = \"missed_measurement\"\nmetric = \"body_weight\"\ndue_by = \"10:00\"");
+        let mut state = RuleState::default();
+        let mut patient = patient();
+        patient.record(Metric::BodyWeight, Timestamp(0), 80.0);
+
+        // Act
+        let hit = evaluate(
+            &missed,
+            &patient,
+            Trigger {
+                metric: Metric::BodyWeight,
+                ts: Timestamp(0),
+                late: false,
+            },
+            &mut state,
+        );
+
+        // Assert
+        assert!(hit.is_none());
+        assert!(!is_supported(missed.kind));
+        assert_eq!(missed.priority, Priority::High);
+    }
+}

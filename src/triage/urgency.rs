@@ -1,0 +1,209 @@
+//! Findings and their urgency: the NTS level a finding suggests, the score the
+//! worklist ranks by, and the explanation of both (DESIGN §4, "Urgency").
+//!
+//! In: a rule's transition with its evidence. Out: a [`Finding`] for the alert
+//! book. Pure.
+//!
+//! # Choices
+//!
+//! - NTS level from priority: high → U2, medium → U3, low → U4,
+//!   informational → U5 (U1, immediate danger to life, is never suggested from
+//!   home measurements alone). Each NTS alarm signal raises it one level:
+//!   "rapid deterioration" and "second contact" (the same rule raised again
+//!   within [`SECOND_CONTACT_DAYS`]).
+//! - Score: `1000 × (priority rank + 1)` so priority dominates, plus
+//!   `40 × NEWS2 total` (at most 800), plus how far past the threshold the
+//!   value lies in baseline spreads (MADs), capped at 39.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::baseline::Baseline;
+use super::news2;
+use crate::domain::{Metric, Timestamp};
+use crate::protocols::{Priority, RuleKind};
+
+/// Days within which a rule raised again counts as a second contact.
+pub const SECOND_CONTACT_DAYS: i64 = 7;
+
+/// A level of the Dutch triage standard (NTS); `Ord` ranks U1 first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum NtsLevel {
+    U1,
+    U2,
+    U3,
+    U4,
+    U5,
+}
+
+impl NtsLevel {
+    /// Returns the level a priority suggests by itself.
+    pub const fn for_priority(priority: Priority) -> NtsLevel {
+        match priority {
+            Priority::High => NtsLevel::U2,
+            Priority::Medium => NtsLevel::U3,
+            Priority::Low => NtsLevel::U4,
+            Priority::Informational => NtsLevel::U5,
+        }
+    }
+
+    /// Returns the next more urgent level (U1 stays U1).
+    pub const fn raised(self) -> NtsLevel {
+        match self {
+            NtsLevel::U1 | NtsLevel::U2 => NtsLevel::U1,
+            NtsLevel::U3 => NtsLevel::U2,
+            NtsLevel::U4 => NtsLevel::U3,
+            NtsLevel::U5 => NtsLevel::U4,
+        }
+    }
+}
+
+/// What a rule evaluation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    /// The condition became true.
+    Raised,
+    /// The condition still holds; new evidence.
+    Ongoing,
+    /// The condition ended (past `recover_at` where the rule has hysteresis).
+    Recovered,
+}
+
+/// One reason behind a finding's place on the worklist.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "factor", rename_all = "snake_case")]
+pub enum Factor {
+    /// A value against the rule's threshold.
+    Threshold {
+        metric: Metric,
+        value: f64,
+        threshold: f64,
+        /// "above" or "below".
+        direction: &'static str,
+        recover_at: Option<f64>,
+        /// Readings of the last `repeat_of` meeting the condition.
+        repeat: Option<(u32, u32)>,
+        /// Minutes the condition has held.
+        held_minutes: Option<f64>,
+    },
+    /// The patient's own baseline of the metric, or the prior.
+    Baseline { metric: Metric, baseline: Baseline },
+    /// The NEWS2 score with sub-scores, missing and stale parameters.
+    News2 {
+        score: news2::Score,
+        threshold: f64,
+        /// Parameters measured but older than the freshness window (left
+        /// out of the score, so also listed in `score.missing`).
+        stale: news2::ParameterSet,
+        freshness_hours: i64,
+    },
+    /// A change over a window.
+    Trend {
+        metric: Metric,
+        from_value: f64,
+        from_ts: Timestamp,
+        to_value: f64,
+        change: f64,
+        delta: f64,
+        window_hours: u32,
+    },
+    /// A deviation from the personal baseline.
+    Deviation {
+        metric: Metric,
+        value: f64,
+        deviation: f64,
+        delta: f64,
+    },
+    /// Something about the data, e.g. "late_reading".
+    DataQuality { flag: &'static str },
+    /// An NTS alarm signal that raised the suggested level.
+    AlarmSignal { signal: &'static str },
+}
+
+/// Why a finding stands where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Explanation {
+    pub factors: Vec<Factor>,
+}
+
+/// A rule hit for one patient, with its urgency and explanation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub patient_id: Uuid,
+    /// `"{protocol_id}/{rule_id}"`.
+    pub rule_id: String,
+    pub kind: RuleKind,
+    pub transition: Transition,
+    /// Event time of the reading that caused it.
+    pub ts: Timestamp,
+    pub priority: Priority,
+    pub nts_level: NtsLevel,
+    pub score: f64,
+    pub explanation: Explanation,
+}
+
+/// Returns the ranking score of a finding: priority first, then NEWS2 total,
+/// then the excess past the threshold in baseline spreads.
+pub fn score(priority: Priority, news2_total: u8, excess_in_spreads: f64) -> f64 {
+    let rank = match priority {
+        Priority::Informational => 0.0,
+        Priority::Low => 1.0,
+        Priority::Medium => 2.0,
+        Priority::High => 3.0,
+    };
+    let excess = if excess_in_spreads.is_finite() {
+        excess_in_spreads.clamp(0.0, 39.0)
+    } else {
+        0.0
+    };
+    1000.0 * (rank + 1.0) + 40.0 * f64::from(news2_total.min(20)) + excess
+}
+
+/// Returns the suggested NTS level after the alarm signals.
+pub fn suggested_level(
+    priority: Priority,
+    rapid_deterioration: bool,
+    second_contact: bool,
+) -> NtsLevel {
+    let mut level = NtsLevel::for_priority(priority);
+    if rapid_deterioration {
+        level = level.raised();
+    }
+    if second_contact {
+        level = level.raised();
+    }
+    level
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urgency_score_ranks_high_over_medium() {
+        // Arrange: a medium finding with the largest possible evidence.
+        let medium = score(Priority::Medium, 20, 1000.0);
+
+        // Act
+        let high = score(Priority::High, 0, 0.0);
+
+        // Assert
+        assert!(high > medium);
+        assert!(score(Priority::Medium, 3, 0.0) > score(Priority::Medium, 2, 30.0));
+    }
+
+    #[test]
+    fn second_contact_raises_the_nts_level() {
+        assert_eq!(
+            suggested_level(Priority::Medium, false, false),
+            NtsLevel::U3
+        );
+        assert_eq!(suggested_level(Priority::Medium, false, true), NtsLevel::U2);
+        assert_eq!(suggested_level(Priority::High, true, true), NtsLevel::U1);
+        assert_eq!(
+            suggested_level(Priority::Informational, false, false),
+            NtsLevel::U5
+        );
+    }
+}
