@@ -79,6 +79,8 @@ pub enum Command {
     Check,
     /// Score NEWS2 for vital-sign sets: JSON lines on stdin, one JSON object per line on stdout.
     News2,
+    /// Run the triage engine over recorded vital signs and write one JSON line per patient-hour.
+    Replay(ReplayArgs),
     /// Simulate a population of older people at home and publish their readings over MQTT.
     Simulate(SimulateArgs),
     /// Manage teams, patients, devices, tokens; list the quarantine.
@@ -205,4 +207,23 @@ pub struct SimulateArgs {
     /// default: simulation-truth.jsonl in the data folder.
     #[arg(long)]
     pub truth: Option<PathBuf>,
+}
+
+/// Formats `thuiswacht replay` reads.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReplayFormat {
+    /// PhysioNet/CinC Challenge 2019 `.psv` files (hourly ICU vitals with SepsisLabel).
+    Physionet2019,
+}
+
+/// Options of `thuiswacht replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[arg(long, value_enum)]
+    pub format: ReplayFormat,
+    /// Folder of input files.
+    pub dir: PathBuf,
+    /// Where to write the JSON lines.
+    #[arg(long)]
+    pub out: PathBuf,
 }

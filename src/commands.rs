@@ -39,6 +39,21 @@ pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Some(Command::Check) => return Ok(check(&cli)),
+        Some(Command::Replay(args)) => {
+            // Needs no configuration: the engine runs in memory.
+            let file = std::fs::File::create(&args.out)
+                .with_context(|| format!("cannot create {}", args.out.display()))?;
+            let summary = match args.format {
+                crate::cli::ReplayFormat::Physionet2019 => {
+                    crate::triage::replay::replay_physionet2019(
+                        &args.dir,
+                        std::io::BufWriter::new(file),
+                    )?
+                }
+            };
+            println!("{}", serde_json::to_string(&summary)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         Some(Command::News2) => {
             // Needs no configuration: a pure calculation over stdin.
             let stdin = std::io::stdin().lock();
@@ -59,7 +74,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Check | Command::News2) => unreachable!("handled above"),
+        Some(Command::Check | Command::News2 | Command::Replay(_)) => unreachable!("handled above"),
         Some(Command::Admin { json, command }) => admin(settings, json, command).await,
         Some(Command::Simulate(args)) => simulate(settings, args).await,
     }

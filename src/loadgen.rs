@@ -70,6 +70,9 @@ pub struct LoadArgs {
     /// The `thuiswacht` binary (default: next to this one).
     #[arg(long)]
     pub service: Option<PathBuf>,
+    /// Run the service with triage on (the default) or off, to measure its cost.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub triage: bool,
     /// Extra `KEY=VALUE` environment for the service (e.g. THUISWACHT_BATCH_MAX_ROWS=2000).
     #[arg(long = "service-env")]
     pub service_env: Vec<String>,
@@ -79,6 +82,7 @@ pub struct LoadArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
     pub target: Target,
+    pub triage: bool,
     pub messages: u64,
     pub readings_per_message: usize,
     pub offered_readings_per_s: Option<f64>,
@@ -98,8 +102,9 @@ impl LoadReport {
     /// One human-readable line.
     pub fn summary(&self) -> String {
         format!(
-            "{:?}: {} msgs × {} readings{}: {:.0} readings/s ({:.0} msgs/s) publish→commit, latency p50 {:.1} ms p99 {:.1} ms (max {:.1}, n={}), peak RSS {:.1} MiB, {:.1} s",
+            "{:?}{}: {} msgs × {} readings{}: {:.0} readings/s ({:.0} msgs/s) publish→commit, latency p50 {:.1} ms p99 {:.1} ms (max {:.1}, n={}), peak RSS {:.1} MiB, {:.1} s",
             self.target,
+            if self.triage { " (triage on)" } else { " (triage off)" },
             self.messages,
             self.readings_per_message,
             self.offered_readings_per_s
@@ -213,6 +218,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
         .env("THUISWACHT_MQTT_TOPIC_ROOT", &topic_root)
         .env("THUISWACHT_MQTT_CLIENT_ID", &service_client_id)
         .env("THUISWACHT_DEMO", "false")
+        .env("THUISWACHT_TRIAGE_ENABLED", args.triage.to_string())
         .env("THUISWACHT_DATA_DIR", &data_dir)
         .env("THUISWACHT_LOG", "warn")
         .stdout(std::process::Stdio::null());
@@ -339,6 +345,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
     tracing::info!(publish_seconds, "publishing done");
     Ok(LoadReport {
         target: args.target,
+        triage: args.triage,
         messages: args.messages,
         readings_per_message: args.per_message,
         offered_readings_per_s: (args.rate > 0.0).then_some(args.rate),
@@ -406,7 +413,7 @@ async fn register(store: &Arc<dyn Store>, devices: usize) -> anyhow::Result<()> 
                     team: "Assen".to_owned(),
                     display_name: format!("load {device}"),
                     birth_year: None,
-                    protocols: vec![],
+                    protocols: vec!["default".to_owned()],
                 })
                 .await?;
         }

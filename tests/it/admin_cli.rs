@@ -242,3 +242,47 @@ fn news2_command_scores_each_input_line() {
     assert_eq!(lines[1]["complete"], false);
     assert_eq!(lines[1]["missing"].as_array().unwrap().len(), 5);
 }
+
+#[test]
+fn replay_writes_one_line_per_patient_hour_from_physionet_files() {
+    // Arrange: three real challenge files.
+    let source = shared_data().join("physionet2019-sepsis-setB-2000");
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected_rows = 0;
+    for name in ["p100001.psv", "p100002.psv", "p100003.psv"] {
+        let text = std::fs::read_to_string(source.join(name))
+            .expect("the PhysioNet sample is in ../shared/data");
+        expected_rows += text.lines().count() - 1;
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = dir.path().join("out.jsonl");
+    // Act
+    let output = Command::new(env!("CARGO_BIN_EXE_thuiswacht"))
+        .args(["replay", "--format", "physionet2019"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    // Assert
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["patients"], 3);
+    assert_eq!(summary["rows"], expected_rows);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), expected_rows);
+    assert_eq!(lines[0]["patient"], "p100001");
+    assert_eq!(lines[0]["hour"], 0);
+    assert_eq!(lines[1]["hour"], 1);
+    assert!(lines
+        .iter()
+        .all(|line| line["urgency_score"].as_f64().unwrap().is_finite()));
+}
