@@ -8,8 +8,11 @@
 //! - [`ingest`]: the MQTT event loop and acknowledgement tokens.
 //! - [`validate`]: decoded readings checked against device and profile.
 //! - [`store`]: the store interface, its PostgreSQL and SQLite implementations, and the batching writer.
+//! - [`triage`]: the triage engine: NEWS2, rules, baselines, urgency; replay.
+//! - [`alert_book`]: findings to alerts, their lifecycle, and the triage stage.
 //! - [`api`]: the HTTP service.
 //! - [`app`]: wires the stages together.
+//! - [`simulate`]: the device simulator; [`loadgen`]: the end-to-end load benchmark.
 
 pub mod alert_book;
 pub mod api;
