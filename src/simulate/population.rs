@@ -60,7 +60,7 @@ fn format_name<S: serde::Serializer>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeteriorationKind {
-    /// Heart failure: fluid retention, weight up ~0.6 kg a day for four days.
+    /// Heart failure: fluid retention, weight up ~0.8 kg a day for four days.
     HeartFailureFluid,
     /// COPD exacerbation: SpO2 down ~5 points, heart rate up, over two days.
     CopdExacerbation,

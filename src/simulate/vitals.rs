@@ -101,7 +101,8 @@ fn full_effect(kind: DeteriorationKind, metric: Metric) -> f64 {
     use DeteriorationKind::*;
     use Metric::*;
     match (kind, metric) {
-        (HeartFailureFluid, BodyWeight) => 2.6,
+        // Decompensation typically adds 2–3 kg over a few days.
+        (HeartFailureFluid, BodyWeight) => 3.2,
         (HeartFailureFluid, HeartRate) => 8.0,
         (CopdExacerbation, Spo2) => -5.5,
         (CopdExacerbation, HeartRate) => 16.0,

@@ -334,7 +334,10 @@ mod tests {
             raised,
             vec!["default/hypotension", "heart-failure/hypotension"]
         );
-        assert!(findings.iter().all(|f| f.priority == Priority::High));
+        assert!(findings
+            .iter()
+            .filter(|f| f.rule_id.ends_with("/hypotension"))
+            .all(|f| f.priority == Priority::High));
     }
 
     #[test]
