@@ -93,6 +93,9 @@ impl Application {
             let stage = TriageStage {
                 store: store.clone(),
                 protocols: Arc::new(protocols),
+                reraise_after: std::time::Duration::from_secs(
+                    settings.reraise_after_minutes.saturating_mul(60),
+                ),
             };
             let (engine, registered) = stage
                 .rebuild(crate::domain::Timestamp::now())

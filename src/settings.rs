@@ -50,6 +50,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("quarantine_raw_max_bytes", Kind::Integer),
     ("demo", Kind::Boolean),
     ("triage_enabled", Kind::Boolean),
+    ("reraise_after_minutes", Kind::Integer),
     ("shutdown_timeout_ms", Kind::Integer),
 ];
 
@@ -139,6 +140,10 @@ pub struct Settings {
     /// the alert book. Off only to measure ingest alone.
     #[serde(default = "default_true")]
     pub triage_enabled: bool,
+    /// An alert resolved while its condition still holds opens again after
+    /// this many minutes (DESIGN: re-raise after resolve-while-abnormal).
+    #[serde(default = "default_reraise_after_minutes")]
+    pub reraise_after_minutes: u64,
     /// How long shutdown may take to commit and acknowledge what is in flight.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
@@ -194,6 +199,9 @@ const fn default_max_future_skew_s() -> u64 {
 }
 const fn default_quarantine_raw_max_bytes() -> usize {
     64 * 1024
+}
+const fn default_reraise_after_minutes() -> u64 {
+    240
 }
 const fn default_true() -> bool {
     true

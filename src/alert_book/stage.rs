@@ -40,6 +40,9 @@ const ESCALATION_SWEEP: Duration = Duration::from_secs(30);
 pub struct TriageStage {
     pub store: Arc<dyn Store>,
     pub protocols: Arc<BTreeMap<String, Protocol>>,
+    /// After a nurse resolves an alert while its condition still holds, the
+    /// condition opens a new alert only once this much time has passed.
+    pub reraise_after: Duration,
 }
 
 impl TriageStage {
@@ -128,6 +131,26 @@ impl TriageStage {
     async fn record(&self, finding: &Finding) {
         if finding.transition == Transition::Recovered {
             return;
+        }
+        // Ongoing evidence after a resolution: the nurse has seen this; raise
+        // it again only when the re-raise interval has passed.
+        if finding.transition == Transition::Ongoing {
+            match self
+                .store
+                .last_resolution(finding.patient_id, &finding.rule_id)
+                .await
+            {
+                Ok(Some(resolved_at)) => {
+                    let due = resolved_at.plus_micros(
+                        i64::try_from(self.reraise_after.as_micros()).unwrap_or(i64::MAX),
+                    );
+                    if Timestamp::now() < due {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(error = %error, "cannot check the last resolution"),
+            }
         }
         let protocol_id = finding.rule_id.split('/').next().unwrap_or_default();
         let response_minutes = self

@@ -244,6 +244,13 @@ pub trait Store: Send + Sync + 'static {
     /// new evidence (never lowering its priority). Returns the alert and
     /// whether it was opened now.
     async fn raise_alert(&self, alert: &NewAlert) -> Result<(Alert, bool), StoreError>;
+    /// Returns when the patient's latest alert for the rule was resolved, if
+    /// it has no unresolved alert for the rule now.
+    async fn last_resolution(
+        &self,
+        patient_id: Uuid,
+        rule_key: &str,
+    ) -> Result<Option<Timestamp>, StoreError>;
     /// Returns one alert.
     async fn alert(&self, id: Uuid) -> Result<Option<Alert>, StoreError>;
     /// Saves a transition made on `alert` (whose status was `from`) with its

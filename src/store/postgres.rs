@@ -457,6 +457,24 @@ impl Store for PgStore {
         Ok((pg_alert(&row)?, created))
     }
 
+    async fn last_resolution(
+        &self,
+        patient_id: Uuid,
+        rule_key: &str,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let resolved: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+            "select max(resolved_at) from alerts
+             where patient_id = $1 and rule_key = $2
+               and not exists (select 1 from alerts open
+                               where open.patient_id = $1 and open.rule_key = $2 and open.status <> 'resolved')",
+        )
+        .bind(patient_id)
+        .bind(rule_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(resolved.flatten().map(from_datetime))
+    }
+
     async fn alert(&self, id: Uuid) -> Result<Option<Alert>, StoreError> {
         let row = sqlx::query(&format!("select {ALERT_COLUMNS} from alerts where id = $1"))
             .bind(id)

@@ -191,3 +191,60 @@ async fn a_restart_in_the_middle_gives_the_same_alerts_as_an_uninterrupted_run()
     );
     assert_eq!(results[0], results[1], "a restart changes nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_resolved_while_abnormal_is_raised_again_only_after_the_interval() {
+    for (reraise_after_minutes, expect_new_alert) in [(240_u64, false), (0, true)] {
+        // Arrange: fever raises an alert, and a nurse resolves it while the fever lasts.
+        let database = TestDatabase::create().await;
+        let root = unique_topic_root();
+        let mut settings = test_settings(&database.url, &root);
+        settings.reraise_after_minutes = reraise_after_minutes;
+        let app = TestApp::spawn(settings).await;
+        register_devices(&app.store, &[("thermo-1", "thermometer")]).await;
+        let publisher = Publisher::connect(&mqtt_url()).await;
+        let t = now_seconds() - 3_600;
+        publisher
+            .publish(
+                &readings_topic(&root, "thermo-1"),
+                v1_payload("thermo-1", "body_temperature", "Cel", t, 1, 38.7),
+            )
+            .await;
+        let mut alert = wait_for_alerts(&app, 1).await.remove(0);
+        let event = alert
+            .resolve(
+                "anouk",
+                thuiswacht::alert_book::Outcome::ContactedPatient,
+                Timestamp::now(),
+            )
+            .unwrap();
+        app.store
+            .save_transition(&alert, AlertStatus::Open, &event)
+            .await
+            .unwrap();
+        // Act: the fever is still there at the next measurement.
+        publisher
+            .publish(
+                &readings_topic(&root, "thermo-1"),
+                v1_payload("thermo-1", "body_temperature", "Cel", t + 600, 1, 38.8),
+            )
+            .await;
+        wait_for_readings(&app.store, 2, Duration::from_secs(20)).await;
+        // Assert
+        if expect_new_alert {
+            let again = wait_for_alerts(&app, 1).await;
+            assert_ne!(
+                again[0].id, alert.id,
+                "a new alert, not the resolved one reopened"
+            );
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(
+                app.store.unresolved_alerts().await.unwrap().is_empty(),
+                "within the re-raise interval the resolved condition stays quiet"
+            );
+        }
+        publisher.disconnect().await;
+        app.stop().await;
+    }
+}
