@@ -101,12 +101,12 @@ impl TriageEngine {
     /// Returns an approximate size of all patient state in bytes.
     pub fn state_bytes(&self) -> usize {
         let table = self.patients.capacity() * std::mem::size_of::<(Uuid, PatientState)>();
-        let rules: usize = self
+        let owned: usize = self
             .patients
             .values()
-            .map(|patient| patient.rules.capacity() * std::mem::size_of::<PatientRule>())
+            .map(|patient| patient.approximate_bytes() - std::mem::size_of::<PatientState>())
             .sum();
-        table + rules
+        table + owned
     }
 
     /// Returns a patient's state.

@@ -56,14 +56,22 @@ pub enum Recorded {
 
 impl Default for MetricHistory {
     fn default() -> MetricHistory {
-        MetricHistory {
-            times: [Timestamp(0); HISTORY_CAPACITY],
-            values: [0.0; HISTORY_CAPACITY],
-            start: 0,
-            len: 0,
-        }
+        MetricHistory::EMPTY
     }
 }
+
+impl MetricHistory {
+    /// A history with no readings.
+    pub const EMPTY: MetricHistory = MetricHistory {
+        times: [Timestamp(0); HISTORY_CAPACITY],
+        values: [0.0; HISTORY_CAPACITY],
+        start: 0,
+        len: 0,
+    };
+}
+
+/// What `history` returns for a metric the patient has never sent.
+static NO_HISTORY: MetricHistory = MetricHistory::EMPTY;
 
 impl MetricHistory {
     /// Returns the number of readings held.
@@ -180,7 +188,9 @@ pub struct PatientRule {
 /// Everything triage remembers about one patient.
 #[derive(Debug, Clone)]
 pub struct PatientState {
-    histories: [MetricHistory; Metric::ALL.len()],
+    /// Allocated on a metric's first reading: most patients send four to six
+    /// of the ten metrics, and a history is about 1 KiB.
+    histories: [Option<Box<MetricHistory>>; Metric::ALL.len()],
     pub rules: Vec<PatientRule>,
     /// NEWS2 SpO2 scale 2 applies when any protocol of the patient prescribes it.
     pub spo2_scale_two: bool,
@@ -190,7 +200,7 @@ impl PatientState {
     /// Returns an empty state for a patient following `rules`.
     pub fn new(rules: Vec<PatientRule>, spo2_scale_two: bool) -> PatientState {
         PatientState {
-            histories: std::array::from_fn(|_| MetricHistory::default()),
+            histories: std::array::from_fn(|_| None),
             rules,
             spo2_scale_two,
         }
@@ -198,17 +208,24 @@ impl PatientState {
 
     /// Records one reading in its metric's history.
     pub fn record(&mut self, metric: Metric, ts: Timestamp, value: f64) -> Recorded {
-        self.histories[metric_index(metric)].insert(ts, value)
+        self.histories[metric_index(metric)]
+            .get_or_insert_with(Box::default)
+            .insert(ts, value)
     }
 
     /// Returns the history of `metric`.
     pub fn history(&self, metric: Metric) -> &MetricHistory {
-        &self.histories[metric_index(metric)]
+        self.histories[metric_index(metric)]
+            .as_deref()
+            .unwrap_or(&NO_HISTORY)
     }
 
     /// Returns the approximate heap and inline size of this state in bytes.
     pub fn approximate_bytes(&self) -> usize {
+        let histories =
+            self.histories.iter().flatten().count() * std::mem::size_of::<MetricHistory>();
         std::mem::size_of::<PatientState>()
+            + histories
             + self.rules.capacity() * std::mem::size_of::<PatientRule>()
     }
 }
