@@ -16,11 +16,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let quiet = !matches!(cli.command, None | Some(Command::Serve));
-    thuiswacht::telemetry::init_tracing(if quiet {
-        "warn"
-    } else {
-        "info,rumqttd=warn,rumqttd::server::broker=off"
-    });
+    thuiswacht::telemetry::init_tracing(if quiet { "warn" } else { "info,rumqttd=off" });
     match runtime.block_on(thuiswacht::commands::dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {

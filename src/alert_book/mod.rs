@@ -398,7 +398,12 @@ pub struct NewAlert {
     pub nts: NtsLevel,
     pub score: f64,
     pub explanation: serde_json::Value,
+    /// Event time of the evidence.
     pub at: Timestamp,
+    /// When Thuiswacht raises it: the response target runs from here, not
+    /// from the evidence's event time, so a gateway's late upload still gives
+    /// the nurse the full response time.
+    pub raised_at: Timestamp,
     /// Minutes within which it should be claimed (the protocol's response target).
     pub response_minutes: i64,
 }
@@ -416,9 +421,11 @@ impl NewAlert {
             nts: self.nts,
             score: self.score,
             explanation: self.explanation.clone(),
-            opened_at: self.at,
+            opened_at: self.raised_at,
             updated_at: self.at,
-            respond_by: self.at.plus_micros(self.response_minutes * 60_000_000),
+            respond_by: self
+                .raised_at
+                .plus_micros(self.response_minutes * 60_000_000),
             claimed_by: None,
             claimed_at: None,
             snoozed_until: None,
@@ -445,6 +452,7 @@ mod tests {
             score: 2000.0,
             explanation: serde_json::json!({}),
             at: Timestamp(0),
+            raised_at: Timestamp(0),
             response_minutes: 60,
         }
         .open(Uuid::nil())

@@ -167,6 +167,7 @@ impl TriageStage {
             score: finding.score,
             explanation: serde_json::to_value(&finding.explanation).unwrap_or_default(),
             at: finding.ts,
+            raised_at: Timestamp::now(),
             response_minutes: i64::from(response_minutes),
         };
         let mut backoff = Duration::from_millis(100);

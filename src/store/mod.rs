@@ -337,7 +337,7 @@ const ALERT_COLUMNS: &str = "id, patient_id, rule_key, status, priority, nts, sc
 /// urgent; `id = $1` tells whether the row is the one just inserted.
 const RAISE_ALERT_SQL: &str = "insert into alerts (id, patient_id, rule_key, status, priority, nts, score, explanation,
                         opened_at, updated_at, respond_by)
-     values ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $8, $9)
+     values ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $10, $9)
      on conflict (patient_id, rule_key) where status <> 'resolved' do update set
          score = excluded.score,
          explanation = excluded.explanation,

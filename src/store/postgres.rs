@@ -435,8 +435,9 @@ impl Store for PgStore {
             .bind(nts_code(alert.nts))
             .bind(alert.score)
             .bind(&alert.explanation)
-            .bind(to_datetime(alert.at))
+            .bind(to_datetime(opened.opened_at))
             .bind(to_datetime(opened.respond_by))
+            .bind(to_datetime(alert.at))
             .fetch_one(&mut *transaction)
             .await
             .map_err(|error| on_constraint(error, "alert"))?;

@@ -422,8 +422,9 @@ impl Store for SqliteStore {
             .bind(nts_code(alert.nts))
             .bind(alert.score)
             .bind(alert.explanation.to_string())
-            .bind(alert.at.micros())
+            .bind(opened.opened_at.micros())
             .bind(opened.respond_by.micros())
+            .bind(alert.at.micros())
             .fetch_one(&mut *transaction)
             .await
             .map_err(|error| on_constraint(error, "alert"))?;

@@ -300,6 +300,7 @@ fn finding(patient: Uuid, rule: &str, priority: Priority, at: i64) -> NewAlert {
         score: 1000.0,
         explanation: serde_json::json!({"factors": [{"rule": rule}]}),
         at: Timestamp(at),
+        raised_at: Timestamp(at + 500),
         response_minutes: 60,
     }
 }
@@ -351,8 +352,12 @@ async fn alert_book_keeps_one_unresolved_alert_per_patient_and_rule(store: Arc<d
     );
     assert_eq!(third.nts, NtsLevel::U2);
     assert_eq!(third.updated_at, Timestamp(3_000));
-    assert_eq!(third.opened_at, Timestamp(1_000));
-    assert_eq!(third.respond_by, Timestamp(1_000 + 60 * 60_000_000));
+    assert_eq!(
+        third.opened_at,
+        Timestamp(1_500),
+        "opened when raised, not at the evidence's event time"
+    );
+    assert_eq!(third.respond_by, Timestamp(1_500 + 60 * 60_000_000));
     let events: Vec<String> = store
         .alert_events(first.id)
         .await
