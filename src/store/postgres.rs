@@ -386,19 +386,7 @@ impl Store for PgStore {
         .bind(after.map(to_datetime))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let metric: &str = row.get(2);
-                Ok(StoredReading {
-                    device_id: row.get(0),
-                    patient_id: row.get(1),
-                    metric: Metric::from_code(metric)
-                        .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
-                    value: row.get(3),
-                    ts: from_datetime(row.get(4)),
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_reading_from_row).collect()
     }
 
     async fn readings_since(&self, since: Timestamp) -> Result<Vec<StoredReading>, StoreError> {
@@ -408,19 +396,7 @@ impl Store for PgStore {
         .bind(to_datetime(since))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let metric: &str = row.get(2);
-                Ok(StoredReading {
-                    device_id: row.get(0),
-                    patient_id: row.get(1),
-                    metric: Metric::from_code(metric)
-                        .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
-                    value: row.get(3),
-                    ts: from_datetime(row.get(4)),
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_reading_from_row).collect()
     }
 
     async fn raise_alert(&self, alert: &NewAlert) -> Result<(Alert, bool), StoreError> {
@@ -629,4 +605,16 @@ fn pg_alert(row: &sqlx::postgres::PgRow) -> Result<Alert, StoreError> {
         row.get(16),
         row.get(17),
     )
+}
+
+fn stored_reading_from_row(row: sqlx::postgres::PgRow) -> Result<StoredReading, StoreError> {
+    let metric: &str = row.get(2);
+    Ok(StoredReading {
+        device_id: row.get(0),
+        patient_id: row.get(1),
+        metric: Metric::from_code(metric)
+            .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
+        value: row.get(3),
+        ts: from_datetime(row.get(4)),
+    })
 }

@@ -371,20 +371,7 @@ impl Store for SqliteStore {
         .bind(after.map(Timestamp::micros))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let patient: &str = row.get(1);
-                let metric: &str = row.get(2);
-                Ok(StoredReading {
-                    device_id: row.get(0),
-                    patient_id: parse_uuid(patient)?,
-                    metric: Metric::from_code(metric)
-                        .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
-                    value: row.get(3),
-                    ts: Timestamp(row.get(4)),
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_reading_from_row).collect()
     }
 
     async fn readings_since(&self, since: Timestamp) -> Result<Vec<StoredReading>, StoreError> {
@@ -394,20 +381,7 @@ impl Store for SqliteStore {
         .bind(since.micros())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let patient: &str = row.get(1);
-                let metric: &str = row.get(2);
-                Ok(StoredReading {
-                    device_id: row.get(0),
-                    patient_id: parse_uuid(patient)?,
-                    metric: Metric::from_code(metric)
-                        .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
-                    value: row.get(3),
-                    ts: Timestamp(row.get(4)),
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_reading_from_row).collect()
     }
 
     async fn raise_alert(&self, alert: &NewAlert) -> Result<(Alert, bool), StoreError> {
@@ -583,4 +557,17 @@ fn sqlite_alert(row: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
         row.get(16),
         row.get(17),
     )
+}
+
+fn stored_reading_from_row(row: sqlx::sqlite::SqliteRow) -> Result<StoredReading, StoreError> {
+    let patient: &str = row.get(1);
+    let metric: &str = row.get(2);
+    Ok(StoredReading {
+        device_id: row.get(0),
+        patient_id: parse_uuid(patient)?,
+        metric: Metric::from_code(metric)
+            .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
+        value: row.get(3),
+        ts: Timestamp(row.get(4)),
+    })
 }
