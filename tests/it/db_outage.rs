@@ -120,9 +120,11 @@ async fn database_outage_slows_ingest_without_losing_or_duplicating_readings() {
         Duration::from_secs(120),
     )
     .await;
+    // Commits already under way when the line is cut may still land: at
+    // most `store_concurrent_commits` (2) batches of `batch_max_rows` (5,000).
     assert!(
-        stored_during_outage <= 5_000,
-        "at most one in-flight batch may land after the cut, got {stored_during_outage}"
+        stored_during_outage <= 10_000,
+        "at most the in-flight batches may land after the cut, got {stored_during_outage}"
     );
     assert!(
         rss_peak < rss_before + 64 * 1024,
