@@ -12,6 +12,10 @@ use prometheus_client::registry::Registry;
 
 use crate::domain::{RejectReason, Rejection};
 
+/// Quarantined inputs logged at `warn` per minute; the rest go to `debug`
+/// (all are counted and all are in the quarantine table).
+const QUARANTINE_WARNINGS_PER_MINUTE: u64 = 20;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
@@ -39,6 +43,9 @@ pub struct Metrics {
     mqtt_connection_errors: Counter,
     mqtt_ack_failures: Counter,
     mqtt_connected: Gauge,
+    /// The minute and count of quarantine warnings logged, for the rate limit.
+    quarantine_log_minute: AtomicU64,
+    quarantine_logged: AtomicU64,
     /// Plain copies of the counters tests and the status line read.
     stored_plain: AtomicU64,
     duplicate_plain: AtomicU64,
@@ -152,6 +159,8 @@ impl Metrics {
             mqtt_connection_errors,
             mqtt_ack_failures,
             mqtt_connected,
+            quarantine_log_minute: AtomicU64::new(0),
+            quarantine_logged: AtomicU64::new(0),
             stored_plain: AtomicU64::new(0),
             duplicate_plain: AtomicU64::new(0),
         }
@@ -175,12 +184,31 @@ impl Metrics {
 
     /// A rejection was written to the quarantine.
     pub fn quarantined(&self, rejection: &Rejection) {
-        tracing::warn!(
-            reason = rejection.reason.code(),
-            device_id = rejection.device_id.as_deref().unwrap_or("-"),
-            detail = %rejection.detail,
-            "input quarantined"
-        );
+        // A faulty device can send thousands of bad readings an hour: warn
+        // about the first few each minute, and count all of them.
+        let minute = (crate::domain::Timestamp::now().micros() / 60_000_000) as u64;
+        let logged_this_minute =
+            if self.quarantine_log_minute.swap(minute, Ordering::Relaxed) == minute {
+                self.quarantine_logged.fetch_add(1, Ordering::Relaxed)
+            } else {
+                self.quarantine_logged.store(1, Ordering::Relaxed);
+                0
+            };
+        if logged_this_minute < QUARANTINE_WARNINGS_PER_MINUTE {
+            tracing::warn!(
+                reason = rejection.reason.code(),
+                device_id = rejection.device_id.as_deref().unwrap_or("-"),
+                detail = %rejection.detail,
+                "input quarantined"
+            );
+        } else {
+            tracing::debug!(
+                reason = rejection.reason.code(),
+                device_id = rejection.device_id.as_deref().unwrap_or("-"),
+                detail = %rejection.detail,
+                "input quarantined"
+            );
+        }
         self.quarantined
             .get_or_create(&ReasonLabel {
                 reason: rejection.reason.code(),
