@@ -45,6 +45,11 @@ ensure_mosquitto() {
         step "installing Mosquitto from Debian's packages"
         apt_install mosquitto
     fi
+    # The mqtts test makes its certificates with openssl.
+    if ! command -v openssl >/dev/null 2>&1; then
+        step "installing openssl from Debian's packages"
+        apt_install openssl
+    fi
     # The system broker on 1883 is what a developer's devices may use; start it
     # when it is installed but down.
     if ! port_open 1883 && [ -f /etc/mosquitto/mosquitto.conf ]; then

@@ -11,6 +11,7 @@ mod db_outage;
 mod embedded;
 mod http_ingest;
 mod mqtt_ingest;
+mod mqtts;
 mod simulator;
 mod store_contract;
 mod triage_alerts;
