@@ -50,8 +50,22 @@ impl StoreError {
     }
 }
 
+/// Database error codes that mean "try again": SQLite busy or locked, and
+/// PostgreSQL serialization failure, deadlock, too many connections, and the
+/// admin shutdown / cannot-connect-now classes.
+const TRANSIENT_DATABASE_CODES: &[&str] =
+    &["5", "6", "517", "40001", "40P01", "53300", "57P01", "57P03"];
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(database_error) = &error {
+            if database_error
+                .code()
+                .is_some_and(|code| TRANSIENT_DATABASE_CODES.contains(&code.as_ref()))
+            {
+                return StoreError::Unavailable(error);
+            }
+        }
         match error {
             sqlx::Error::Database(_)
             | sqlx::Error::ColumnDecode { .. }

@@ -197,26 +197,27 @@ impl Store for SqliteStore {
     }
 
     async fn add_patient(&self, patient: &NewPatient) -> Result<Uuid, StoreError> {
+        // The first statement writes, so the transaction takes SQLite's write
+        // lock at once (waiting on the busy timeout) instead of upgrading a
+        // read snapshot later, which fails with "database is locked" when
+        // another process wrote in between.
         let mut transaction = self.pool.begin().await?;
-        let team_id: Option<String> = sqlx::query_scalar("select id from teams where name = ?")
-            .bind(&patient.team)
-            .fetch_optional(&mut *transaction)
-            .await?;
-        let Some(team_id) = team_id else {
-            return Err(StoreError::NotFound(format!("team {}", patient.team)));
-        };
         let id = patient.id;
-        sqlx::query(
-            "insert into patients (id, team_id, display_name, birth_year, created_at) values (?, ?, ?, ?, ?)",
+        let inserted = sqlx::query(
+            "insert into patients (id, team_id, display_name, birth_year, created_at)
+             select ?, id, ?, ?, ? from teams where name = ?",
         )
         .bind(id.to_string())
-        .bind(team_id)
         .bind(&patient.display_name)
         .bind(patient.birth_year)
         .bind(Timestamp::now().micros())
+        .bind(&patient.team)
         .execute(&mut *transaction)
         .await
         .map_err(|error| on_constraint(error, &format!("patient {id}")))?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("team {}", patient.team)));
+        }
         for protocol in &patient.protocols {
             sqlx::query("insert into patient_protocols (patient_id, protocol_id) values (?, ?)")
                 .bind(id.to_string())

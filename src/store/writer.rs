@@ -55,6 +55,21 @@ pub struct StoredBatch {
     /// Per reading: `false` when it was already stored (a redelivery), which
     /// triage must not evaluate again.
     pub is_new: Vec<bool>,
+    /// Implausible values from registered devices, now in the quarantine:
+    /// technical findings for the device's patient.
+    pub implausible: Vec<ImplausibleReading>,
+}
+
+/// A value outside its profile's plausible range, sent by a registered
+/// device: usually a loose cuff, a finger off the sensor, or a failing device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImplausibleReading {
+    pub patient_id: uuid::Uuid,
+    pub device_id: DeviceId,
+    pub metric: crate::domain::Metric,
+    pub value: f64,
+    pub ts: Timestamp,
+    pub detail: String,
 }
 
 /// The stage.
@@ -81,6 +96,7 @@ struct MessageSpan {
 struct PreparedBatch {
     readings: Vec<Reading>,
     quarantine: Vec<QuarantineRecord>,
+    implausible: Vec<ImplausibleReading>,
     messages: Vec<MessageSpan>,
 }
 
@@ -188,6 +204,7 @@ fn prepare(
     let mut prepared = PreparedBatch {
         readings: Vec::with_capacity(total),
         quarantine: Vec::new(),
+        implausible: Vec::new(),
         messages: Vec::with_capacity(messages.len()),
     };
     for message in messages {
@@ -207,14 +224,29 @@ fn prepare(
             ));
         }
         for decoded in &message.decoded {
-            match validate(decoded, devices.get(&decoded.device_id), profiles, clock) {
+            let device = devices.get(&decoded.device_id);
+            match validate(decoded, device, profiles, clock) {
                 Ok(reading) => prepared.readings.push(reading),
-                Err(rejection) => prepared.quarantine.push(quarantine_record(
-                    &rejection,
-                    &source,
-                    message.received_at,
-                    raw_max_bytes,
-                )),
+                Err(rejection) => {
+                    if let (RejectReason::ImplausibleValue, Some(device)) =
+                        (rejection.reason, device)
+                    {
+                        prepared.implausible.push(ImplausibleReading {
+                            patient_id: device.patient_id,
+                            device_id: decoded.device_id.clone(),
+                            metric: decoded.metric,
+                            value: decoded.value,
+                            ts: decoded.ts,
+                            detail: rejection.detail.clone(),
+                        });
+                    }
+                    prepared.quarantine.push(quarantine_record(
+                        &rejection,
+                        &source,
+                        message.received_at,
+                        raw_max_bytes,
+                    ));
+                }
             }
         }
         prepared.messages.push(MessageSpan {
@@ -294,6 +326,7 @@ impl Committer {
             let stored = StoredBatch {
                 readings: batch.readings,
                 is_new,
+                implausible: batch.implausible,
             };
             if stored_tx.send(stored).await.is_err() {
                 tracing::debug!("triage is gone; stored batch not forwarded");

@@ -252,3 +252,56 @@ async fn an_alert_resolved_while_abnormal_is_raised_again_only_after_the_interva
         app.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implausible_values_become_a_technical_alert_ranked_below_clinical_ones() {
+    // Arrange
+    let database = TestDatabase::create().await;
+    let root = unique_topic_root();
+    let app = TestApp::spawn(test_settings(&database.url, &root)).await;
+    let patient = register_devices(
+        &app.store,
+        &[("ox-1", "pulse-oximeter"), ("thermo-1", "thermometer")],
+    )
+    .await;
+    let publisher = Publisher::connect(&mqtt_url()).await;
+    let t = now_seconds() - 1_800;
+    // Act: a finger off the sensor twice, and a fever.
+    for (offset, value) in [(0, 12.0), (300, 9.0)] {
+        publisher
+            .publish(
+                &readings_topic(&root, "ox-1"),
+                v1_payload("ox-1", "spo2", "%", t + offset, 1, value),
+            )
+            .await;
+    }
+    publisher
+        .publish(
+            &readings_topic(&root, "thermo-1"),
+            v1_payload("thermo-1", "body_temperature", "Cel", t + 600, 1, 38.9),
+        )
+        .await;
+    // Assert
+    let alerts = wait_for_alerts(&app, 2).await;
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    assert_eq!(alerts[0].rule_key, "default/fever", "clinical first");
+    let technical = &alerts[1];
+    assert_eq!(technical.rule_key, "technical/implausible_value/ox-1");
+    assert_eq!(technical.patient_id, patient);
+    assert_eq!(technical.priority, Priority::Low);
+    assert!(technical.score < alerts[0].score);
+    let explanation = technical.explanation.to_string();
+    assert!(
+        explanation.contains("implausible_value") && explanation.contains("spo2"),
+        "{explanation}"
+    );
+    assert_eq!(
+        app.store
+            .count_quarantine(thuiswacht::domain::RejectReason::ImplausibleValue)
+            .await
+            .unwrap(),
+        2
+    );
+    publisher.disconnect().await;
+    app.stop().await;
+}
