@@ -69,13 +69,7 @@ impl Application {
         let settings = Arc::new(settings);
         let profiles =
             Profiles::load_dir(&settings.devices_dir).context("failed to load device profiles")?;
-        let store = crate::store::connect(&settings)
-            .await
-            .context("failed to open the database")?;
-        store
-            .migrate()
-            .await
-            .context("failed to migrate the database")?;
+        let store = crate::store::open(&settings).await?;
         let broker_url = match &settings.mqtt_url {
             Some(url) => url.clone(),
             None => {

@@ -68,9 +68,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None | Some(Command::Serve) => serve(settings).await,
         Some(Command::Migrate) => {
-            crate::app::install_crypto_provider();
-            let store = crate::store::connect(&settings).await?;
-            store.migrate().await?;
+            crate::store::open(&settings).await?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
@@ -155,14 +153,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow::Result<ExitCode> {
-    crate::app::install_crypto_provider();
-    let store = crate::store::connect(&settings)
-        .await
-        .context("failed to open the database")?;
-    store
-        .migrate()
-        .await
-        .context("failed to migrate the database")?;
+    let store = crate::store::open(&settings).await?;
     match command {
         AdminCommand::Team {
             command: TeamCommand::Add { name },
@@ -383,14 +374,7 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> anyhow::Result<Exit
         truth.display()
     );
     if args.register {
-        crate::app::install_crypto_provider();
-        let store = crate::store::connect(&settings)
-            .await
-            .context("failed to open the database")?;
-        store
-            .migrate()
-            .await
-            .context("failed to migrate the database")?;
+        let store = crate::store::open(&settings).await?;
         register(&store, &population)
             .await
             .context("failed to register the population")?;

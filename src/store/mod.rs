@@ -297,6 +297,24 @@ pub async fn connect(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> 
     }
 }
 
+/// Connects to the store the settings name and applies pending migrations:
+/// what every command that uses the database does first.
+///
+/// # Errors
+/// Says whether opening or migrating failed.
+pub async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    use anyhow::Context;
+    crate::app::install_crypto_provider();
+    let store = connect(settings)
+        .await
+        .context("failed to open the database")?;
+    store
+        .migrate()
+        .await
+        .context("failed to migrate the database")?;
+    Ok(store)
+}
+
 /// Cuts `raw` to at most `max` bytes for the quarantine.
 pub fn quarantine_record(
     rejection: &crate::domain::Rejection,
