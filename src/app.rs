@@ -173,6 +173,7 @@ impl Application {
             }
             None => None,
         };
+        let api_stored_tx = stored_tx.clone();
         let writer = StoreWriter {
             store: store.clone(),
             profiles,
@@ -205,6 +206,7 @@ impl Application {
             settings: settings.clone(),
             metrics,
             ingested_tx,
+            stored_tx: api_stored_tx,
         };
         let router = api::app(state);
         let http_task = {

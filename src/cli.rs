@@ -115,6 +115,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Personal thresholds: a patient's own settings for a rule, versioned.
+    Threshold {
+        #[command(subcommand)]
+        command: ThresholdCommand,
+    },
     /// What was refused, why and when.
     Quarantine {
         #[command(subcommand)]
@@ -168,8 +173,42 @@ pub enum TokenCommand {
     /// Create a token; prints the secret once (only its hash is stored).
     Add {
         name: String,
-        #[arg(long, value_parser = ["ingest", "read"])]
+        #[arg(long, value_parser = ["ingest", "read", "observe"])]
         scope: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ThresholdCommand {
+    /// Store a new version of a patient's settings for one rule; prints it.
+    Set {
+        #[arg(long)]
+        patient: uuid::Uuid,
+        /// The rule as protocol/rule, e.g. default/fever.
+        #[arg(long)]
+        rule: String,
+        /// The settings as JSON, e.g. '{"above": 38.5, "recover_at": 38.2}';
+        /// '{}' restores the protocol's values; null removes a bound;
+        /// '{"enabled": false}' switches the rule off for the patient.
+        #[arg(long)]
+        settings: String,
+        /// From when the settings apply (RFC 3339; default now).
+        #[arg(long)]
+        from: Option<String>,
+        /// Until when (RFC 3339): a temporary threshold.
+        #[arg(long)]
+        until: Option<String>,
+        /// Who sets it.
+        #[arg(long)]
+        author: String,
+        /// Why, as it should read in the patient's record.
+        #[arg(long)]
+        reason: String,
+    },
+    /// List every version of a patient's personal settings.
+    List {
+        #[arg(long)]
+        patient: uuid::Uuid,
     },
 }
 

@@ -11,12 +11,12 @@ use crate::api::token_hash;
 use crate::app::{shutdown_on_signals, Application};
 use crate::cli::{
     AdminCommand, Cli, Command, DeviceCommand, PatientCommand, QuarantineCommand, SimulateArgs,
-    TeamCommand, TokenCommand,
+    TeamCommand, ThresholdCommand, TokenCommand,
 };
-use crate::domain::DeviceId;
+use crate::domain::{DeviceId, Timestamp};
 use crate::profiles::Profiles;
 use crate::settings::Settings;
-use crate::store::{NewDevice, NewPatient, TokenScope};
+use crate::store::{NewDevice, NewPatient, NewRuleOverride, TokenScope};
 
 /// Loads the settings of a command line: file < environment < flags.
 ///
@@ -247,6 +247,13 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
         } => {
             let device_id = DeviceId::parse(&device_id)
                 .with_context(|| format!("invalid device id {device_id:?}"))?;
+            anyhow::ensure!(
+                !device_id
+                    .as_str()
+                    .starts_with(crate::store::OBSERVATION_DEVICE_PREFIX),
+                "device ids starting with {} are reserved for nurse-entered observations",
+                crate::store::OBSERVATION_DEVICE_PREFIX
+            );
             let profiles = Profiles::load_dir(&settings.devices_dir)?;
             anyhow::ensure!(
                 profiles.get(&profile).is_some(),
@@ -294,7 +301,8 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
         AdminCommand::Token {
             command: TokenCommand::Add { name, scope },
         } => {
-            let scope = TokenScope::from_code(&scope).context("scope must be ingest or read")?;
+            let scope =
+                TokenScope::from_code(&scope).context("scope must be ingest, read or observe")?;
             let secret = new_token_secret();
             let id = store.add_token(&name, scope, &token_hash(&secret)).await?;
             if json {
@@ -303,6 +311,92 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
                 )?;
             } else {
                 println!("{secret}");
+            }
+        }
+        AdminCommand::Threshold {
+            command:
+                ThresholdCommand::Set {
+                    patient,
+                    rule,
+                    settings: rule_settings,
+                    from,
+                    until,
+                    author,
+                    reason,
+                },
+        } => {
+            let rule_settings: crate::protocols::RuleSettings =
+                serde_json::from_str(&rule_settings)
+                    .with_context(|| format!("invalid settings {rule_settings}"))?;
+            anyhow::ensure!(!author.trim().is_empty(), "give the author");
+            anyhow::ensure!(!reason.trim().is_empty(), "give a reason");
+            let time = |text: Option<String>, what: &str| -> anyhow::Result<Option<Timestamp>> {
+                text.map(|text| {
+                    Timestamp::parse_rfc3339(&text)
+                        .with_context(|| format!("{what} must be an RFC 3339 time, not {text}"))
+                })
+                .transpose()
+            };
+            let valid_from = time(from, "--from")?.unwrap_or_else(Timestamp::now);
+            let valid_until = time(until, "--until")?;
+            anyhow::ensure!(
+                valid_until.is_none_or(|until| until > valid_from),
+                "--until must be after --from"
+            );
+            let Some(record) = store.patient(patient).await? else {
+                anyhow::bail!("patient {patient} not found");
+            };
+            let protocols = crate::protocols::load_dir(&settings.alerts_dir)?;
+            if let Err(problems) = crate::protocols::personal_rule(
+                &protocols,
+                &record.protocols,
+                &rule,
+                &rule_settings,
+            ) {
+                anyhow::bail!(
+                    "invalid personal settings:\n  - {}",
+                    problems.join("\n  - ")
+                );
+            }
+            let version = store
+                .add_rule_override(&NewRuleOverride {
+                    patient_id: patient,
+                    rule_key: rule,
+                    settings: rule_settings,
+                    valid_from,
+                    valid_until,
+                    author: author.trim().to_owned(),
+                    reason: reason.trim().to_owned(),
+                })
+                .await?;
+            if json {
+                print_json(&version)?;
+            } else {
+                println!("{} v{}", version.rule_key, version.version);
+            }
+        }
+        AdminCommand::Threshold {
+            command: ThresholdCommand::List { patient },
+        } => {
+            let versions = store.patient_rule_overrides(patient).await?;
+            if json {
+                print_json(&versions)?;
+            } else {
+                for version in versions {
+                    println!(
+                        "{}\tv{}\t{}\t{}–{}\t{}\t{}",
+                        version.rule_key,
+                        version.version,
+                        serde_json::to_string(&version.settings)?,
+                        version.valid_from,
+                        version
+                            .valid_until
+                            .map(|until| until.to_string())
+                            .unwrap_or_default(),
+                        version.author,
+                        version.reason
+                    );
+                }
             }
         }
         AdminCommand::Quarantine {

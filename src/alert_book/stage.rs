@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ use crate::domain::{DeviceId, Reading, Timestamp};
 use crate::protocols::Protocol;
 use crate::store::writer::{ImplausibleReading, StoredBatch};
 use crate::store::{Store, StoreError};
-use crate::triage::engine::TriageEngine;
+use crate::triage::engine::{PersonalSettings, TriageEngine};
 use crate::triage::urgency::{Finding, NtsLevel, Transition};
 
 /// Days of history replayed into the engine at start: the longest trend
@@ -36,6 +36,10 @@ pub const REBUILD_DAYS: i64 = 14;
 /// Ranking score of technical alerts: below the lowest clinical score
 /// (informational findings start at 1,000).
 const TECHNICAL_SCORE: f64 = 500.0;
+
+/// How often the triage stage looks for changed personal settings (while
+/// readings arrive; without readings there is nothing to evaluate).
+pub const PERSONAL_SETTINGS_POLL: Duration = Duration::from_secs(2);
 
 /// How often overdue alerts are looked for.
 const ESCALATION_SWEEP: Duration = Duration::from_secs(30);
@@ -60,6 +64,9 @@ impl TriageStage {
     ) -> Result<(TriageEngine, HashSet<Uuid>), StoreError> {
         let mut engine = TriageEngine::new((*self.protocols).clone());
         let registered = self.register_all(&mut engine).await?;
+        // Personal settings first, so that the replay uses the version that
+        // applied at each reading's event time.
+        self.load_personal_settings(&mut engine, 0).await?;
         let since = now.plus_micros(-REBUILD_DAYS * 86_400_000_000);
         let readings = self.store.readings_since(since).await?;
         let mut findings = Vec::new();
@@ -82,6 +89,81 @@ impl TriageStage {
             "triage state rebuilt"
         );
         Ok((engine, registered))
+    }
+
+    /// Applies the personal settings stored after `seen` (a
+    /// `RuleOverride::id`) to the engine: every version of each patient
+    /// concerned. Returns the newest id seen.
+    async fn load_personal_settings(
+        &self,
+        engine: &mut TriageEngine,
+        seen: i64,
+    ) -> Result<i64, StoreError> {
+        let changed = self.store.rule_overrides_after(seen).await?;
+        let Some(newest) = changed.last().map(|version| version.id) else {
+            return Ok(seen);
+        };
+        let mut patients: Vec<Uuid> = changed.iter().map(|version| version.patient_id).collect();
+        patients.sort_unstable();
+        patients.dedup();
+        for patient_id in patients {
+            let versions = if seen == 0 {
+                changed
+                    .iter()
+                    .filter(|version| version.patient_id == patient_id)
+                    .cloned()
+                    .collect()
+            } else {
+                self.store.patient_rule_overrides(patient_id).await?
+            };
+            let settings: Vec<PersonalSettings<'_>> = versions
+                .iter()
+                .map(|version| PersonalSettings {
+                    rule_key: &version.rule_key,
+                    settings: &version.settings,
+                    valid_from: version.valid_from,
+                    valid_until: version.valid_until,
+                })
+                .collect();
+            for rule_key in engine.set_personal_settings(patient_id, &settings) {
+                tracing::warn!(%patient_id, rule = %rule_key, "personal settings for a rule the patient does not follow");
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Registers the patients not yet registered (a patient's state, once
+    /// built, is never thrown away here) and applies their personal settings.
+    async fn register_new(
+        &self,
+        engine: &mut TriageEngine,
+        registered: &mut HashSet<Uuid>,
+    ) -> Result<(), StoreError> {
+        for patient in self.store.list_patients().await? {
+            if registered.contains(&patient.id) {
+                continue;
+            }
+            match engine.register_patient(patient.id, &patient.protocols) {
+                Ok(()) => {
+                    registered.insert(patient.id);
+                    let versions = self.store.patient_rule_overrides(patient.id).await?;
+                    let settings: Vec<PersonalSettings<'_>> = versions
+                        .iter()
+                        .map(|version| PersonalSettings {
+                            rule_key: &version.rule_key,
+                            settings: &version.settings,
+                            valid_from: version.valid_from,
+                            valid_until: version.valid_until,
+                        })
+                        .collect();
+                    engine.set_personal_settings(patient.id, &settings);
+                }
+                Err(error) => {
+                    tracing::warn!(patient_id = %patient.id, error = %error, "patient not triaged")
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn register_all(&self, engine: &mut TriageEngine) -> Result<HashSet<Uuid>, StoreError> {
@@ -107,6 +189,8 @@ impl TriageStage {
         mut stored_rx: mpsc::Receiver<StoredBatch>,
     ) {
         let mut findings = Vec::new();
+        let mut personal_seen = 0;
+        let mut personal_checked: Option<Instant> = None;
         while let Some(batch) = stored_rx.recv().await {
             // Patients registered since the last look are picked up here.
             if batch
@@ -114,9 +198,22 @@ impl TriageStage {
                 .iter()
                 .any(|r| !registered.contains(&r.patient_id))
             {
-                match self.register_all(&mut engine).await {
-                    Ok(now_registered) => registered = now_registered,
-                    Err(error) => tracing::warn!(error = %error, "patient registry unavailable"),
+                if let Err(error) = self.register_new(&mut engine, &mut registered).await {
+                    tracing::warn!(error = %error, "patient registry unavailable");
+                }
+            }
+            // Personal settings changed by coordinators or nurses, at most
+            // PERSONAL_SETTINGS_POLL old.
+            if personal_checked.is_none_or(|at| at.elapsed() >= PERSONAL_SETTINGS_POLL) {
+                match self
+                    .load_personal_settings(&mut engine, personal_seen)
+                    .await
+                {
+                    Ok(newest) => {
+                        personal_seen = newest;
+                        personal_checked = Some(Instant::now());
+                    }
+                    Err(error) => tracing::warn!(error = %error, "personal settings unavailable"),
                 }
             }
             for (reading, is_new) in batch.readings.iter().zip(&batch.is_new) {

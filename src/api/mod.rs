@@ -5,6 +5,7 @@
 
 mod error;
 mod health;
+mod observations;
 mod readings;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use readings::token_hash;
 
 use crate::ingest::IngestedBatch;
 use crate::settings::Settings;
+use crate::store::writer::StoredBatch;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -31,6 +33,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where HTTP-ingested readings go (the same writer as MQTT).
     pub ingested_tx: mpsc::Sender<IngestedBatch>,
+    /// Where readings stored by the API itself (nurse observations) go to
+    /// be triaged; `None` when triage is off.
+    pub stored_tx: Option<mpsc::Sender<StoredBatch>>,
 }
 
 /// Requests that take longer than this are answered 408, so open requests
@@ -42,6 +47,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(readings::router(&state.settings))
+        .merge(observations::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -36,7 +36,7 @@ pub(super) async fn require_token(
     state: &AppState,
     headers: &HeaderMap,
     scope: TokenScope,
-) -> Result<(), ApiError> {
+) -> Result<crate::store::TokenRecord, ApiError> {
     let secret = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -53,7 +53,7 @@ pub(super) async fn require_token(
     if token.scope != scope {
         return Err(ApiError::Forbidden);
     }
-    Ok(())
+    Ok(token)
 }
 
 async fn post_readings(

@@ -20,11 +20,16 @@ pub enum Metric {
     BloodGlucose,
     Steps,
     SkinTemperature,
+    /// Level of consciousness on the ACVPU scale, entered by a nurse:
+    /// 0 = alert, 1 = new confusion, 2 = voice, 3 = pain, 4 = unresponsive.
+    Consciousness,
+    /// Whether the patient breathes supplemental oxygen: 1 = oxygen, 0 = air.
+    SupplementalOxygen,
 }
 
 impl Metric {
     /// Every metric, in a stable order.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 12] = [
         Metric::HeartRate,
         Metric::Spo2,
         Metric::BpSystolic,
@@ -35,6 +40,8 @@ impl Metric {
         Metric::BloodGlucose,
         Metric::Steps,
         Metric::SkinTemperature,
+        Metric::Consciousness,
+        Metric::SupplementalOxygen,
     ];
 
     /// Returns the stable snake_case name used in payloads, the database and the API.
@@ -50,6 +57,8 @@ impl Metric {
             Metric::BloodGlucose => "blood_glucose",
             Metric::Steps => "steps",
             Metric::SkinTemperature => "skin_temperature",
+            Metric::Consciousness => "consciousness",
+            Metric::SupplementalOxygen => "supplemental_oxygen",
         }
     }
 
@@ -71,6 +80,10 @@ impl Metric {
             Metric::BloodGlucose => "15074-8",
             Metric::Steps => "55423-8",
             Metric::SkinTemperature => "39106-0",
+            // Level of responsiveness (AVPU); ACVPU adds new confusion.
+            Metric::Consciousness => "67775-7",
+            // Inhaled oxygen concentration: 0 means room air.
+            Metric::SupplementalOxygen => "3150-0",
         }
     }
 
@@ -90,6 +103,8 @@ impl Metric {
             "15074-8" | "2339-0" | "2345-7" => Some(Metric::BloodGlucose),
             "55423-8" | "41950-7" => Some(Metric::Steps),
             "39106-0" => Some(Metric::SkinTemperature),
+            "67775-7" => Some(Metric::Consciousness),
+            "3150-0" => Some(Metric::SupplementalOxygen),
             _ => None,
         }
     }
@@ -104,6 +119,7 @@ impl Metric {
             Metric::BodyWeight => Unit::Kilogram,
             Metric::BloodGlucose => Unit::MillimolePerLitre,
             Metric::Steps => Unit::Steps,
+            Metric::Consciousness | Metric::SupplementalOxygen => Unit::Unity,
         }
     }
 }

@@ -40,6 +40,8 @@ pub enum Unit {
     MilligramPerDecilitre,
     /// `{steps}`.
     Steps,
+    /// `1`: a dimensionless code (ACVPU level, air or oxygen).
+    Unity,
 }
 
 impl Unit {
@@ -62,6 +64,7 @@ impl Unit {
             Unit::MillimolePerLitre => "mmol/L",
             Unit::MilligramPerDecilitre => "mg/dL",
             Unit::Steps => "{steps}",
+            Unit::Unity => "1",
         }
     }
 
@@ -86,6 +89,7 @@ impl Unit {
             "mmol/L" | "mmol/l" => Unit::MillimolePerLitre,
             "mg/dL" | "mg/dl" => Unit::MilligramPerDecilitre,
             "{steps}" | "{step}" | "steps" | "count" | "{count}" => Unit::Steps,
+            "1" | "{score}" => Unit::Unity,
             _ => return None,
         };
         Some(unit)
@@ -174,6 +178,7 @@ mod tests {
             MillimolePerLitre,
             MilligramPerDecilitre,
             Steps,
+            Unity,
         ] {
             assert_eq!(Unit::parse(unit.ucum()), Some(unit));
         }

@@ -136,53 +136,244 @@ impl Protocol {
         }
         let mut ids = std::collections::HashSet::new();
         for rule in &self.rules {
-            let at = format!("rule {}", rule.id);
             if rule.id.is_empty() || !ids.insert(rule.id.as_str()) {
-                problems.push(format!("{at}: rule ids must be non-empty and unique"));
-            }
-            let needs_metric = !matches!(rule.kind, RuleKind::News2);
-            if needs_metric && rule.metric.is_none() {
-                problems.push(format!("{at}: a {:?} rule needs a metric", rule.kind));
-            }
-            if rule.repeat_count == 0 || rule.repeat_count > rule.repeat_of {
                 problems.push(format!(
-                    "{at}: repeat_count must be between 1 and repeat_of"
+                    "rule {}: rule ids must be non-empty and unique",
+                    rule.id
                 ));
             }
-            match rule.kind {
-                RuleKind::Threshold | RuleKind::Technical | RuleKind::News2 => {
-                    if rule.above.is_none() && rule.below.is_none() {
-                        problems.push(format!("{at}: give above or below"));
-                    }
-                    if let (Some(recover), Some(above)) = (rule.recover_at, rule.above) {
-                        if recover > above {
-                            problems.push(format!(
-                                "{at}: recover_at {recover} must not exceed above {above}"
-                            ));
-                        }
-                    }
-                    if let (Some(recover), Some(below)) = (rule.recover_at, rule.below) {
-                        if recover < below {
-                            problems.push(format!(
-                                "{at}: recover_at {recover} must not be below below {below}"
-                            ));
-                        }
-                    }
+            problems.extend(rule.problems());
+        }
+        problems
+    }
+}
+
+impl Rule {
+    /// Returns every problem of the rule on its own, each starting with
+    /// "rule {id}".
+    pub fn problems(&self) -> Vec<String> {
+        let rule = self;
+        let mut problems = Vec::new();
+        let at = format!("rule {}", rule.id);
+        let needs_metric = !matches!(rule.kind, RuleKind::News2);
+        if needs_metric && rule.metric.is_none() {
+            problems.push(format!("{at}: a {:?} rule needs a metric", rule.kind));
+        }
+        if rule.repeat_count == 0 || rule.repeat_count > rule.repeat_of {
+            problems.push(format!(
+                "{at}: repeat_count must be between 1 and repeat_of"
+            ));
+        }
+        match rule.kind {
+            RuleKind::Threshold | RuleKind::Technical | RuleKind::News2 => {
+                if rule.above.is_none() && rule.below.is_none() {
+                    problems.push(format!("{at}: give above or below"));
                 }
-                RuleKind::Trend | RuleKind::BaselineDeviation => {
-                    if rule.delta.is_none() || rule.window_hours.unwrap_or(0) == 0 {
+                if let (Some(recover), Some(above)) = (rule.recover_at, rule.above) {
+                    if recover > above {
                         problems.push(format!(
-                            "{at}: a trend needs delta and a positive window_hours"
+                            "{at}: recover_at {recover} must not exceed above {above}"
                         ));
                     }
                 }
-                RuleKind::MissedMeasurement => match rule.due_by.as_deref().map(parse_hhmm) {
-                    Some(Some(_)) => {}
-                    _ => problems.push(format!("{at}: due_by must be a time of day HH:MM")),
-                },
+                if let (Some(recover), Some(below)) = (rule.recover_at, rule.below) {
+                    if recover < below {
+                        problems.push(format!(
+                            "{at}: recover_at {recover} must not be below below {below}"
+                        ));
+                    }
+                }
             }
+            RuleKind::Trend | RuleKind::BaselineDeviation => {
+                if rule.delta.is_none() || rule.window_hours.unwrap_or(0) == 0 {
+                    problems.push(format!(
+                        "{at}: a trend needs delta and a positive window_hours"
+                    ));
+                }
+            }
+            RuleKind::MissedMeasurement => match rule.due_by.as_deref().map(parse_hhmm) {
+                Some(Some(_)) => {}
+                _ => problems.push(format!("{at}: due_by must be a time of day HH:MM")),
+            },
         }
         problems
+    }
+
+    /// Returns this rule with a patient's personal settings applied: every
+    /// field the settings give replaces the protocol's.
+    pub fn with_settings(&self, settings: &RuleSettings) -> Rule {
+        let mut rule = self.clone();
+        if let Some(above) = settings.above {
+            rule.above = above;
+        }
+        if let Some(below) = settings.below {
+            rule.below = below;
+        }
+        if let Some(recover_at) = settings.recover_at {
+            rule.recover_at = recover_at;
+        }
+        if let Some(for_minutes) = settings.for_minutes {
+            rule.for_minutes = for_minutes;
+        }
+        if let Some(repeat_count) = settings.repeat_count {
+            rule.repeat_count = repeat_count;
+        }
+        if let Some(repeat_of) = settings.repeat_of {
+            rule.repeat_of = repeat_of;
+        }
+        if let Some(delta) = settings.delta {
+            rule.delta = Some(delta);
+        }
+        if let Some(window_hours) = settings.window_hours {
+            rule.window_hours = Some(window_hours);
+        }
+        if let Some(due_by) = &settings.due_by {
+            rule.due_by = Some(due_by.clone());
+        }
+        if let Some(priority) = settings.priority {
+            rule.priority = priority;
+        }
+        rule
+    }
+}
+
+/// A patient's personal settings for one rule: each given field replaces the
+/// protocol's value; `above`, `below` and `recover_at` may be set to `null`
+/// to remove that bound. `enabled = false` switches the rule off for the
+/// patient. An empty set means "as the protocol says".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSettings {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub above: Option<Option<f64>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub below: Option<Option<f64>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub recover_at: Option<Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_of: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_hours: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
+    pub enabled: bool,
+}
+
+const fn enabled() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if signature
+const fn is_enabled(enabled: &bool) -> bool {
+    *enabled
+}
+
+/// Serde for `Option<Option<T>>`: an absent field is `None`, an explicit
+/// `null` is `Some(None)`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(
+        value: &Option<Option<T>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+}
+
+impl Default for RuleSettings {
+    fn default() -> RuleSettings {
+        RuleSettings {
+            above: None,
+            below: None,
+            recover_at: None,
+            for_minutes: None,
+            repeat_count: None,
+            repeat_of: None,
+            delta: None,
+            window_hours: None,
+            due_by: None,
+            priority: None,
+            enabled: true,
+        }
+    }
+}
+
+impl RuleSettings {
+    /// Returns whether the settings change nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == RuleSettings::default()
+    }
+}
+
+/// Checks a patient's personal settings for `rule_key`
+/// (`"{protocol id}/{rule id}"`): the rule must belong to one of the
+/// patient's protocols, and the rule with the settings applied must be
+/// valid. Returns that rule.
+///
+/// # Errors
+/// Lists every problem.
+pub fn personal_rule(
+    protocols: &BTreeMap<String, Protocol>,
+    patient_protocols: &[String],
+    rule_key: &str,
+    settings: &RuleSettings,
+) -> Result<Rule, Vec<String>> {
+    let Some((protocol_id, rule_id)) = rule_key.split_once('/') else {
+        return Err(vec![format!(
+            "{rule_key}: a rule is named as protocol/rule, e.g. default/fever"
+        )]);
+    };
+    if !patient_protocols.iter().any(|id| id == protocol_id) {
+        return Err(vec![format!(
+            "{rule_key}: the patient does not follow protocol {protocol_id} (follows: {})",
+            patient_protocols.join(", ")
+        )]);
+    }
+    let Some(rule) = protocols
+        .get(protocol_id)
+        .and_then(|protocol| protocol.rules.iter().find(|rule| rule.id == rule_id))
+    else {
+        return Err(vec![format!(
+            "{rule_key}: protocol {protocol_id} has no rule {rule_id}"
+        )]);
+    };
+    let personal = rule.with_settings(settings);
+    let problems = personal.problems();
+    if problems.is_empty() {
+        Ok(personal)
+    } else {
+        Err(problems)
     }
 }
 
@@ -292,6 +483,54 @@ mod tests {
         let problems = Protocol::parse(text).unwrap_err();
         // scale, medium and low targets, rule a: metric + bounds, duplicate id, due_by.
         assert_eq!(problems.len(), 7, "{problems:#?}");
+    }
+
+    #[test]
+    fn personal_settings_replace_protocol_values_and_are_validated() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
+        let protocols = load_dir(&dir).unwrap();
+        let follows = vec!["default".to_owned()];
+        let settings: RuleSettings =
+            serde_json::from_str(r#"{"above": 38.5, "recover_at": 38.2, "priority": "high"}"#)
+                .unwrap();
+
+        let rule = personal_rule(&protocols, &follows, "default/fever", &settings).unwrap();
+
+        assert_eq!(rule.above, Some(38.5));
+        assert_eq!(rule.recover_at, Some(38.2));
+        assert_eq!(rule.priority, Priority::High);
+        // Hysteresis the wrong way round is refused like in a protocol file.
+        let wrong: RuleSettings = serde_json::from_str(r#"{"recover_at": 39.0}"#).unwrap();
+        let problems = personal_rule(&protocols, &follows, "default/fever", &wrong).unwrap_err();
+        assert!(
+            problems[0].contains("recover_at 39 must not exceed above 38"),
+            "{problems:?}"
+        );
+        // A rule of a protocol the patient does not follow, or none at all.
+        assert!(personal_rule(
+            &protocols,
+            &follows,
+            "heart-failure/weight_gain_1d",
+            &settings
+        )
+        .is_err());
+        assert!(personal_rule(&protocols, &follows, "default/nope", &settings).is_err());
+        assert!(personal_rule(&protocols, &follows, "fever", &settings).is_err());
+    }
+
+    #[test]
+    fn personal_settings_distinguish_absent_from_null() {
+        let removed: RuleSettings = serde_json::from_str(r#"{"below": null}"#).unwrap();
+        assert_eq!(removed.below, Some(None));
+        assert_eq!(removed.above, None);
+        assert!(!removed.is_empty());
+        assert!(serde_json::from_str::<RuleSettings>("{}")
+            .unwrap()
+            .is_empty());
+        assert!(serde_json::from_str::<RuleSettings>(r#"{"abve": 1}"#).is_err());
+        let round_trip: RuleSettings =
+            serde_json::from_str(&serde_json::to_string(&removed).unwrap()).unwrap();
+        assert_eq!(round_trip, removed);
     }
 
     #[test]

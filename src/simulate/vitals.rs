@@ -150,6 +150,8 @@ fn value(
             }
         }
         Metric::RespiratoryRate => 16.0 + noise(rng, 2.0),
+        // Nurse-entered, not simulated by devices: alert, on air.
+        Metric::Consciousness | Metric::SupplementalOxygen => 0.0,
     };
     let effect: f64 = deteriorations
         .iter()

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::alert_book::{Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
+use crate::protocols::RuleSettings;
 use crate::settings::{DatabaseKind, Settings};
 use crate::validate::DeviceRecord;
 
@@ -152,6 +153,8 @@ pub enum TokenScope {
     Ingest,
     /// May read the API.
     Read,
+    /// May post nurse-entered observations (a care record system).
+    Observe,
 }
 
 impl TokenScope {
@@ -159,6 +162,7 @@ impl TokenScope {
         match self {
             TokenScope::Ingest => "ingest",
             TokenScope::Read => "read",
+            TokenScope::Observe => "observe",
         }
     }
 
@@ -166,10 +170,67 @@ impl TokenScope {
         match code {
             "ingest" => Some(TokenScope::Ingest),
             "read" => Some(TokenScope::Read),
+            "observe" => Some(TokenScope::Observe),
             _ => None,
         }
     }
 }
+
+/// A new version of a patient's personal settings for one rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRuleOverride {
+    pub patient_id: Uuid,
+    /// `"{protocol id}/{rule id}"`.
+    pub rule_key: String,
+    pub settings: RuleSettings,
+    pub valid_from: Timestamp,
+    /// Set for a temporary threshold.
+    pub valid_until: Option<Timestamp>,
+    pub author: String,
+    pub reason: String,
+}
+
+/// One stored version of a patient's personal settings for one rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleOverride {
+    /// Increases with every version stored, over all patients.
+    pub id: i64,
+    pub patient_id: Uuid,
+    pub rule_key: String,
+    /// 1, 2, … per patient and rule.
+    pub version: i32,
+    pub settings: RuleSettings,
+    pub valid_from: Timestamp,
+    pub valid_until: Option<Timestamp>,
+    pub author: String,
+    pub reason: String,
+    pub created_at: Timestamp,
+}
+
+/// Nurse-entered observations of one patient at one moment; the values are
+/// stored as readings of the device [`observation_device`]`(patient_id)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewObservation {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub ts: Timestamp,
+    pub author: String,
+    pub note: Option<String>,
+    /// What was entered, as entered (for the record).
+    pub entered: serde_json::Value,
+    pub readings: Vec<Reading>,
+}
+
+/// Returns the reserved device id under which a patient's nurse-entered
+/// observations are stored: `observation:{patient id}`. No registered
+/// device may start with `observation:`.
+pub fn observation_device(patient_id: Uuid) -> DeviceId {
+    DeviceId::parse(&format!("{OBSERVATION_DEVICE_PREFIX}{patient_id}"))
+        .expect("a uuid after the prefix is a valid device id")
+}
+
+/// See [`observation_device`].
+pub const OBSERVATION_DEVICE_PREFIX: &str = "observation:";
 
 /// A bearer token as stored: only the SHA-256 of the secret is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +345,33 @@ pub trait Store: Send + Sync + 'static {
     async fn unresolved_alerts(&self) -> Result<Vec<Alert>, StoreError>;
     /// Counts all stored readings.
     async fn count_readings(&self) -> Result<i64, StoreError>;
+
+    /// Stores a new version of a patient's settings for one rule (the next
+    /// version number for that patient and rule) and returns it.
+    async fn add_rule_override(
+        &self,
+        rule_override: &NewRuleOverride,
+    ) -> Result<RuleOverride, StoreError>;
+
+    /// Returns every version stored after `after_id`, oldest first.
+    async fn rule_overrides_after(&self, after_id: i64) -> Result<Vec<RuleOverride>, StoreError>;
+
+    /// Returns every version of one patient's personal settings, oldest first.
+    async fn patient_rule_overrides(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Vec<RuleOverride>, StoreError>;
+
+    /// Stores an observation and its readings in one transaction; returns,
+    /// per reading, whether it was new (an observation posted twice stores
+    /// its readings once and returns all `false`).
+    async fn commit_observation(
+        &self,
+        observation: &NewObservation,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// Returns a patient, `None` when it is not registered.
+    async fn patient(&self, patient_id: Uuid) -> Result<Option<Patient>, StoreError>;
 }
 
 /// Connects to the store the settings name (without migrating).

@@ -11,9 +11,9 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::{
-    alert_from_parts, on_constraint, raw_preview, NewDevice, NewPatient, Patient, QuarantineEntry,
-    QuarantineRecord, Store, StoreError, StoredReading, Team, TokenRecord, TokenScope,
-    ALERT_COLUMNS, RAISE_ALERT_SQL,
+    alert_from_parts, on_constraint, raw_preview, NewDevice, NewObservation, NewPatient,
+    NewRuleOverride, Patient, QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError,
+    StoredReading, Team, TokenRecord, TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
@@ -538,6 +538,155 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await?)
     }
+
+    async fn add_rule_override(
+        &self,
+        rule_override: &NewRuleOverride,
+    ) -> Result<RuleOverride, StoreError> {
+        let settings = serde_json::to_value(&rule_override.settings)
+            .map_err(|error| StoreError::Rejected(sqlx::Error::Decode(error.into())))?;
+        // Two writers may pick the same next version; the unique key refuses
+        // the second, which then takes the one after.
+        let mut attempts = 0;
+        loop {
+            let result = sqlx::query(&format!(
+                "insert into rule_overrides
+                     (patient_id, rule_key, version, settings, valid_from, valid_until, author, reason)
+                 select $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7
+                 from rule_overrides where patient_id = $1 and rule_key = $2
+                 returning {RULE_OVERRIDE_COLUMNS}"
+            ))
+            .bind(rule_override.patient_id)
+            .bind(&rule_override.rule_key)
+            .bind(&settings)
+            .bind(to_datetime(rule_override.valid_from))
+            .bind(rule_override.valid_until.map(to_datetime))
+            .bind(&rule_override.author)
+            .bind(&rule_override.reason)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| match on_constraint(error, "this version") {
+                StoreError::NotFound(_) => {
+                    StoreError::NotFound(format!("patient {}", rule_override.patient_id))
+                }
+                other => other,
+            });
+            match result {
+                Ok(row) => return rule_override_from_row(&row),
+                Err(StoreError::Conflict(_)) if attempts < 3 => attempts += 1,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn rule_overrides_after(&self, after_id: i64) -> Result<Vec<RuleOverride>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {RULE_OVERRIDE_COLUMNS} from rule_overrides where id > $1 order by id"
+        ))
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rule_override_from_row).collect()
+    }
+
+    async fn patient_rule_overrides(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Vec<RuleOverride>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {RULE_OVERRIDE_COLUMNS} from rule_overrides where patient_id = $1 order by id"
+        ))
+        .bind(patient_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rule_override_from_row).collect()
+    }
+
+    async fn commit_observation(
+        &self,
+        observation: &NewObservation,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let mut is_new = Vec::with_capacity(observation.readings.len());
+        for reading in &observation.readings {
+            let inserted = sqlx::query(
+                "insert into readings (device_id, metric, ts, patient_id, value, received_at)
+                 values ($1, $2, $3, $4, $5, $6)
+                 on conflict (device_id, metric, ts) do nothing",
+            )
+            .bind(reading.device_id.as_str())
+            .bind(reading.metric.code())
+            .bind(to_datetime(reading.ts))
+            .bind(reading.patient_id)
+            .bind(reading.value)
+            .bind(to_datetime(reading.received_at))
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+            is_new.push(inserted == 1);
+        }
+        if is_new.contains(&true) {
+            sqlx::query(
+                "insert into observations (id, patient_id, ts, author, note, entered, recorded_at)
+                 values ($1, $2, $3, $4, $5, $6, now())",
+            )
+            .bind(observation.id)
+            .bind(observation.patient_id)
+            .bind(to_datetime(observation.ts))
+            .bind(&observation.author)
+            .bind(&observation.note)
+            .bind(&observation.entered)
+            .execute(&mut *transaction)
+            .await
+            .map_err(|error| on_constraint(error, "patient"))?;
+        }
+        transaction.commit().await?;
+        Ok(is_new)
+    }
+
+    async fn patient(&self, patient_id: Uuid) -> Result<Option<Patient>, StoreError> {
+        let row = sqlx::query(
+            "select p.id, p.team_id, t.name, p.display_name, p.birth_year,
+                    coalesce(array_agg(pp.protocol_id order by pp.protocol_id)
+                             filter (where pp.protocol_id is not null), '{}')
+             from patients p
+             join teams t on t.id = p.team_id
+             left join patient_protocols pp on pp.patient_id = p.id
+             where p.id = $1
+             group by p.id, t.name",
+        )
+        .bind(patient_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| Patient {
+            id: row.get(0),
+            team_id: row.get(1),
+            team: row.get(2),
+            display_name: row.get(3),
+            birth_year: row.get(4),
+            protocols: row.get(5),
+        }))
+    }
+}
+
+const RULE_OVERRIDE_COLUMNS: &str = "id, patient_id, rule_key, version, settings, valid_from, \
+     valid_until, author, reason, created_at";
+
+fn rule_override_from_row(row: &sqlx::postgres::PgRow) -> Result<RuleOverride, StoreError> {
+    let settings: serde_json::Value = row.get(4);
+    Ok(RuleOverride {
+        id: row.get(0),
+        patient_id: row.get(1),
+        rule_key: row.get(2),
+        version: row.get(3),
+        settings: serde_json::from_value(settings)
+            .map_err(|error| StoreError::Rejected(sqlx::Error::Decode(error.into())))?,
+        valid_from: from_datetime(row.get(5)),
+        valid_until: row.get::<Option<DateTime<Utc>>, _>(6).map(from_datetime),
+        author: row.get(7),
+        reason: row.get(8),
+        created_at: from_datetime(row.get(9)),
+    })
 }
 
 fn device_from_row(row: sqlx::postgres::PgRow) -> Result<DeviceRecord, StoreError> {

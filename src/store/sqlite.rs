@@ -12,9 +12,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    alert_from_parts, on_constraint, postgres::mark_new, raw_preview, NewDevice, NewPatient,
-    Patient, QuarantineEntry, QuarantineRecord, Store, StoreError, StoredReading, Team,
-    TokenRecord, TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL,
+    alert_from_parts, on_constraint, postgres::mark_new, raw_preview, NewDevice, NewObservation,
+    NewPatient, NewRuleOverride, Patient, QuarantineEntry, QuarantineRecord, RuleOverride, Store,
+    StoreError, StoredReading, Team, TokenRecord, TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
@@ -529,6 +529,155 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?)
     }
+
+    async fn add_rule_override(
+        &self,
+        rule_override: &NewRuleOverride,
+    ) -> Result<RuleOverride, StoreError> {
+        let settings = serde_json::to_string(&rule_override.settings)
+            .map_err(|error| StoreError::Rejected(sqlx::Error::Decode(error.into())))?;
+        // One statement: SQLite serialises writers, so the next version
+        // number cannot be taken twice.
+        let row = sqlx::query(&format!(
+            "insert into rule_overrides
+                 (patient_id, rule_key, version, settings, valid_from, valid_until, author, reason, created_at)
+             select ?1, ?2, coalesce(max(version), 0) + 1, ?3, ?4, ?5, ?6, ?7, ?8
+             from rule_overrides where patient_id = ?1 and rule_key = ?2
+             returning {RULE_OVERRIDE_COLUMNS}"
+        ))
+        .bind(rule_override.patient_id.to_string())
+        .bind(&rule_override.rule_key)
+        .bind(settings)
+        .bind(rule_override.valid_from.micros())
+        .bind(rule_override.valid_until.map(Timestamp::micros))
+        .bind(&rule_override.author)
+        .bind(&rule_override.reason)
+        .bind(Timestamp::now().micros())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| match on_constraint(error, "this version") {
+            StoreError::NotFound(_) => {
+                StoreError::NotFound(format!("patient {}", rule_override.patient_id))
+            }
+            other => other,
+        })?;
+        rule_override_from_row(&row)
+    }
+
+    async fn rule_overrides_after(&self, after_id: i64) -> Result<Vec<RuleOverride>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {RULE_OVERRIDE_COLUMNS} from rule_overrides where id > ? order by id"
+        ))
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rule_override_from_row).collect()
+    }
+
+    async fn patient_rule_overrides(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Vec<RuleOverride>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {RULE_OVERRIDE_COLUMNS} from rule_overrides where patient_id = ? order by id"
+        ))
+        .bind(patient_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rule_override_from_row).collect()
+    }
+
+    async fn commit_observation(
+        &self,
+        observation: &NewObservation,
+    ) -> Result<Vec<bool>, StoreError> {
+        // The first statement writes (see add_patient).
+        let mut transaction = self.pool.begin().await?;
+        let mut is_new = Vec::with_capacity(observation.readings.len());
+        for reading in &observation.readings {
+            let inserted = sqlx::query(
+                "insert into readings (device_id, metric, ts, patient_id, value, received_at)
+                 values (?, ?, ?, ?, ?, ?)
+                 on conflict (device_id, metric, ts) do nothing",
+            )
+            .bind(reading.device_id.as_str())
+            .bind(reading.metric.code())
+            .bind(reading.ts.micros())
+            .bind(reading.patient_id.to_string())
+            .bind(reading.value)
+            .bind(reading.received_at.micros())
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+            is_new.push(inserted == 1);
+        }
+        if is_new.contains(&true) {
+            sqlx::query(
+                "insert into observations (id, patient_id, ts, author, note, entered, recorded_at)
+                 values (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(observation.id.to_string())
+            .bind(observation.patient_id.to_string())
+            .bind(observation.ts.micros())
+            .bind(&observation.author)
+            .bind(&observation.note)
+            .bind(observation.entered.to_string())
+            .bind(Timestamp::now().micros())
+            .execute(&mut *transaction)
+            .await
+            .map_err(|error| on_constraint(error, "patient"))?;
+        }
+        transaction.commit().await?;
+        Ok(is_new)
+    }
+
+    async fn patient(&self, patient_id: Uuid) -> Result<Option<Patient>, StoreError> {
+        let row = sqlx::query(
+            "select p.id, p.team_id, t.name, p.display_name, p.birth_year,
+                    (select json_group_array(protocol_id) from
+                        (select protocol_id from patient_protocols where patient_id = p.id order by protocol_id))
+             from patients p join teams t on t.id = p.team_id
+             where p.id = ?",
+        )
+        .bind(patient_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let id: &str = row.get(0);
+            let team_id: &str = row.get(1);
+            let protocols: String = row.get(5);
+            Ok(Patient {
+                id: parse_uuid(id)?,
+                team_id: parse_uuid(team_id)?,
+                team: row.get(2),
+                display_name: row.get(3),
+                birth_year: row.get(4),
+                protocols: serde_json::from_str(&protocols).unwrap_or_default(),
+            })
+        })
+        .transpose()
+    }
+}
+
+const RULE_OVERRIDE_COLUMNS: &str = "id, patient_id, rule_key, version, settings, valid_from, \
+     valid_until, author, reason, created_at";
+
+fn rule_override_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RuleOverride, StoreError> {
+    let patient_id: &str = row.get(1);
+    let settings: &str = row.get(4);
+    Ok(RuleOverride {
+        id: row.get(0),
+        patient_id: parse_uuid(patient_id)?,
+        rule_key: row.get(2),
+        version: row.get(3),
+        settings: serde_json::from_str(settings)
+            .map_err(|error| StoreError::Rejected(sqlx::Error::Decode(error.into())))?,
+        valid_from: Timestamp(row.get(5)),
+        valid_until: row.get::<Option<i64>, _>(6).map(Timestamp),
+        author: row.get(7),
+        reason: row.get(8),
+        created_at: Timestamp(row.get(9)),
+    })
 }
 
 fn sqlite_alert(row: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {

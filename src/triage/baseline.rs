@@ -80,6 +80,7 @@ pub fn prior(metric: Metric, spo2_scale_two: bool) -> Baseline {
         Metric::BloodGlucose => (7.5, 1.5),
         Metric::Steps => (2500.0, 1500.0),
         Metric::SkinTemperature => (33.0, 1.0),
+        Metric::Consciousness | Metric::SupplementalOxygen => (0.0, 0.5),
     };
     Baseline {
         median,
@@ -101,6 +102,7 @@ pub fn min_spread(metric: Metric) -> f64 {
         Metric::BodyWeight => 0.2,
         Metric::BloodGlucose => 0.3,
         Metric::Steps => 100.0,
+        Metric::Consciousness | Metric::SupplementalOxygen => 0.5,
     }
 }
 

@@ -27,11 +27,11 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 use super::baseline::{self, MultivariateScore, VITAL_DIMENSION, VITAL_METRICS};
-use super::patient_state::{PatientRule, PatientState, Recorded};
+use super::patient_state::{PatientRule, PatientState, Recorded, NO_PERSONAL};
 use super::rules::{self, CurrentNews2, Trigger};
 use super::urgency::{self, Explanation, Factor, Finding, Transition, SECOND_CONTACT_DAYS};
 use crate::domain::{Metric, Reading, Timestamp};
-use crate::protocols::{Protocol, RuleKind};
+use crate::protocols::{Protocol, Rule, RuleKind, RuleSettings};
 
 const MICROS_PER_DAY: i64 = 24 * 3_600_000_000;
 
@@ -47,6 +47,56 @@ pub enum TriageError {
 pub struct TriageEngine {
     protocols: Vec<(String, Protocol)>,
     patients: HashMap<Uuid, PatientState>,
+    /// Personal settings, indexed by [`PatientRule::personal`]: the versions
+    /// of one patient's settings for one rule, oldest first.
+    personal: Vec<Vec<PersonalVersion>>,
+}
+
+/// One version of a patient's settings for one rule, resolved against the
+/// protocol rule.
+#[derive(Debug, Clone, PartialEq)]
+struct PersonalVersion {
+    valid_from: Timestamp,
+    valid_until: Option<Timestamp>,
+    /// `None` when the version switches the rule off for the patient.
+    rule: Option<Rule>,
+}
+
+/// One version of a patient's personal settings for one rule, as stored
+/// (see `store::RuleOverride`).
+#[derive(Debug, Clone, Copy)]
+pub struct PersonalSettings<'a> {
+    /// `"{protocol id}/{rule id}"`.
+    pub rule_key: &'a str,
+    pub settings: &'a RuleSettings,
+    pub valid_from: Timestamp,
+    pub valid_until: Option<Timestamp>,
+}
+
+/// Returns whether `rule_key` is `"{protocol_id}/{rule_id}"`.
+fn scoped_matches(rule_key: &str, protocol_id: &str, rule_id: &str) -> bool {
+    rule_key.len() == protocol_id.len() + 1 + rule_id.len()
+        && rule_key.starts_with(protocol_id)
+        && rule_key.as_bytes()[protocol_id.len()] == b'/'
+        && rule_key.ends_with(rule_id)
+}
+
+/// Which rule applies to a reading at `ts`: the newest personal version
+/// valid at `ts`, else the protocol's rule. `None`: switched off.
+fn applicable<'a>(
+    protocol_rule: &'a Rule,
+    versions: Option<&'a [PersonalVersion]>,
+    ts: Timestamp,
+) -> Option<&'a Rule> {
+    let Some(versions) = versions else {
+        return Some(protocol_rule);
+    };
+    match versions.iter().rev().find(|version| {
+        version.valid_from <= ts && version.valid_until.is_none_or(|until| ts < until)
+    }) {
+        Some(version) => version.rule.as_ref(),
+        None => Some(protocol_rule),
+    }
 }
 
 impl TriageEngine {
@@ -55,6 +105,7 @@ impl TriageEngine {
         TriageEngine {
             protocols: protocols.into_iter().collect(),
             patients: HashMap::new(),
+            personal: Vec::new(),
         }
     }
 
@@ -82,6 +133,7 @@ impl TriageEngine {
                     rules.push(PatientRule {
                         protocol: protocol_index,
                         rule: rule_index,
+                        personal: NO_PERSONAL,
                         state: Default::default(),
                     });
                 }
@@ -91,6 +143,88 @@ impl TriageEngine {
         self.patients
             .insert(patient_id, PatientState::new(rules, spo2_scale_two));
         Ok(())
+    }
+
+    /// Replaces a registered patient's personal settings with `versions`
+    /// (every stored version, oldest first), keeping the patient's history
+    /// and the state of every rule. Versions for rules the patient does not
+    /// follow are ignored; returns their keys.
+    pub fn set_personal_settings(
+        &mut self,
+        patient_id: Uuid,
+        versions: &[PersonalSettings<'_>],
+    ) -> Vec<String> {
+        let Some(patient) = self.patients.get_mut(&patient_id) else {
+            return versions.iter().map(|v| v.rule_key.to_owned()).collect();
+        };
+        let mut unmatched: Vec<String> = Vec::new();
+        for version in versions {
+            let followed = patient.rules.iter().any(|patient_rule| {
+                let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
+                scoped_matches(
+                    version.rule_key,
+                    protocol_id,
+                    &protocol.rules[patient_rule.rule].id,
+                )
+            });
+            if !followed && !unmatched.iter().any(|key| key == version.rule_key) {
+                unmatched.push(version.rule_key.to_owned());
+            }
+        }
+        for patient_rule in &mut patient.rules {
+            let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
+            let protocol_rule = &protocol.rules[patient_rule.rule];
+            let resolved: Vec<PersonalVersion> = versions
+                .iter()
+                .filter(|version| scoped_matches(version.rule_key, protocol_id, &protocol_rule.id))
+                .map(|version| PersonalVersion {
+                    valid_from: version.valid_from,
+                    valid_until: version.valid_until,
+                    rule: version
+                        .settings
+                        .enabled
+                        .then(|| protocol_rule.with_settings(version.settings)),
+                })
+                .collect();
+            match (patient_rule.personal, resolved.is_empty()) {
+                (NO_PERSONAL, true) => {}
+                (NO_PERSONAL, false) => {
+                    patient_rule.personal =
+                        u32::try_from(self.personal.len()).expect("fewer than 4e9 personal rules");
+                    self.personal.push(resolved);
+                }
+                (index, _) => self.personal[index as usize] = resolved,
+            }
+        }
+        unmatched
+    }
+
+    /// Returns the rule that applies to the patient's `rule_key` at `ts`
+    /// (personal settings over the protocol), `None` when the patient does
+    /// not follow it or has switched it off.
+    pub fn applicable_rule(
+        &self,
+        patient_id: &Uuid,
+        rule_key: &str,
+        ts: Timestamp,
+    ) -> Option<&Rule> {
+        let patient = self.patients.get(patient_id)?;
+        patient.rules.iter().find_map(|patient_rule| {
+            let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
+            let protocol_rule = &protocol.rules[patient_rule.rule];
+            if !scoped_matches(rule_key, protocol_id, &protocol_rule.id) {
+                return None;
+            }
+            applicable(
+                protocol_rule,
+                self.personal_versions(patient_rule.personal),
+                ts,
+            )
+        })
+    }
+
+    fn personal_versions(&self, index: u32) -> Option<&[PersonalVersion]> {
+        (index != NO_PERSONAL).then(|| self.personal[index as usize].as_slice())
     }
 
     /// Returns the number of registered patients.
@@ -153,7 +287,19 @@ impl TriageEngine {
         for index in 0..patient.rules.len() {
             let patient_rule = patient.rules[index];
             let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
-            let rule = &protocol.rules[patient_rule.rule];
+            let protocol_rule = &protocol.rules[patient_rule.rule];
+            let rule = if patient_rule.personal == NO_PERSONAL {
+                protocol_rule
+            } else {
+                match applicable(
+                    protocol_rule,
+                    Some(&self.personal[patient_rule.personal as usize]),
+                    ts,
+                ) {
+                    Some(rule) => rule,
+                    None => continue,
+                }
+            };
             let mut state = patient_rule.state;
             let Some(hit) = rules::evaluate(rule, patient, trigger, &mut state) else {
                 patient.rules[index].state = state;
@@ -338,6 +484,137 @@ mod tests {
             .iter()
             .filter(|f| f.rule_id.ends_with("/hypotension"))
             .all(|f| f.priority == Priority::High));
+    }
+
+    fn fever_findings(
+        engine: &mut TriageEngine,
+        patient: Uuid,
+        temps: &[(i64, f64)],
+    ) -> Vec<Transition> {
+        let mut findings = Vec::new();
+        for (hour, value) in temps {
+            engine.evaluate_measurement(
+                patient,
+                Metric::BodyTemperature,
+                *value,
+                Timestamp(hour * HOUR),
+                &mut findings,
+            );
+        }
+        findings
+            .iter()
+            .filter(|f| f.rule_id == "default/fever")
+            .map(|f| f.transition)
+            .collect()
+    }
+
+    #[test]
+    fn personal_threshold_wins_over_the_protocol_from_its_valid_time() {
+        // Arrange: fever from 38.5 instead of 38.0, from hour 10 on.
+        let mut engine = engine();
+        let patient = Uuid::from_u128(5);
+        engine
+            .register_patient(patient, &ids(&["default"]))
+            .unwrap();
+        let settings: RuleSettings =
+            serde_json::from_str(r#"{"above": 38.5, "recover_at": 38.3}"#).unwrap();
+        let unmatched = engine.set_personal_settings(
+            patient,
+            &[PersonalSettings {
+                rule_key: "default/fever",
+                settings: &settings,
+                valid_from: Timestamp(10 * HOUR),
+                valid_until: None,
+            }],
+        );
+        assert!(unmatched.is_empty());
+
+        // Act: 38.2 before the change fires by the protocol; after it, 38.2
+        // recovers and 38.4 does not fire; 38.6 does.
+        let before = fever_findings(&mut engine, patient, &[(1, 38.2)]);
+        let after = fever_findings(&mut engine, patient, &[(11, 38.2), (12, 38.4), (13, 38.6)]);
+
+        // Assert
+        assert_eq!(before, vec![Transition::Raised]);
+        assert_eq!(after, vec![Transition::Recovered, Transition::Raised]);
+        assert_eq!(
+            engine
+                .applicable_rule(&patient, "default/fever", Timestamp(HOUR))
+                .and_then(|rule| rule.above),
+            Some(38.0)
+        );
+        assert_eq!(
+            engine
+                .applicable_rule(&patient, "default/fever", Timestamp(11 * HOUR))
+                .and_then(|rule| rule.above),
+            Some(38.5)
+        );
+    }
+
+    #[test]
+    fn temporary_and_switched_off_settings_end_and_newer_versions_win() {
+        // Arrange: v1 switches fever off for hours 0–10; v2 (newer) sets 39.0
+        // for hours 5–8 only.
+        let mut engine = engine();
+        let patient = Uuid::from_u128(6);
+        engine
+            .register_patient(patient, &ids(&["default"]))
+            .unwrap();
+        let off: RuleSettings = serde_json::from_str(r#"{"enabled": false}"#).unwrap();
+        let high: RuleSettings = serde_json::from_str(r#"{"above": 39.0}"#).unwrap();
+        engine.set_personal_settings(
+            patient,
+            &[
+                PersonalSettings {
+                    rule_key: "default/fever",
+                    settings: &off,
+                    valid_from: Timestamp(0),
+                    valid_until: Some(Timestamp(10 * HOUR)),
+                },
+                PersonalSettings {
+                    rule_key: "default/fever",
+                    settings: &high,
+                    valid_from: Timestamp(5 * HOUR),
+                    valid_until: Some(Timestamp(8 * HOUR)),
+                },
+            ],
+        );
+
+        // Act and assert: off at hour 1, 39.0 at hour 6, off again at hour
+        // 9, the protocol's 38.0 from hour 10.
+        assert!(fever_findings(&mut engine, patient, &[(1, 38.8)]).is_empty());
+        assert!(fever_findings(&mut engine, patient, &[(6, 38.8)]).is_empty());
+        assert_eq!(
+            fever_findings(&mut engine, patient, &[(7, 39.2)]),
+            vec![Transition::Raised]
+        );
+        assert!(engine
+            .applicable_rule(&patient, "default/fever", Timestamp(9 * HOUR))
+            .is_none());
+        assert_eq!(
+            fever_findings(&mut engine, patient, &[(10, 38.4)]),
+            vec![Transition::Ongoing]
+        );
+    }
+
+    #[test]
+    fn settings_for_rules_the_patient_does_not_follow_are_reported() {
+        let mut engine = engine();
+        let patient = Uuid::from_u128(8);
+        engine
+            .register_patient(patient, &ids(&["default"]))
+            .unwrap();
+        let settings = RuleSettings::default();
+        let unmatched = engine.set_personal_settings(
+            patient,
+            &[PersonalSettings {
+                rule_key: "heart-failure/weight_gain_1d",
+                settings: &settings,
+                valid_from: Timestamp(0),
+                valid_until: None,
+            }],
+        );
+        assert_eq!(unmatched, vec!["heart-failure/weight_gain_1d".to_owned()]);
     }
 
     #[test]

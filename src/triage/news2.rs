@@ -57,6 +57,36 @@ pub enum Consciousness {
     Unresponsive,
 }
 
+impl Consciousness {
+    /// Returns the level as stored in a reading of
+    /// [`Metric::Consciousness`](crate::domain::Metric::Consciousness):
+    /// 0 = A, 1 = C, 2 = V, 3 = P, 4 = U.
+    pub const fn level(self) -> u8 {
+        match self {
+            Consciousness::Alert => 0,
+            Consciousness::NewConfusion => 1,
+            Consciousness::Voice => 2,
+            Consciousness::Pain => 3,
+            Consciousness::Unresponsive => 4,
+        }
+    }
+
+    /// Returns the consciousness of a stored level, `None` when it is no level.
+    pub fn from_level(level: f64) -> Option<Consciousness> {
+        if level.fract() != 0.0 {
+            return None;
+        }
+        match level as i64 {
+            0 => Some(Consciousness::Alert),
+            1 => Some(Consciousness::NewConfusion),
+            2 => Some(Consciousness::Voice),
+            3 => Some(Consciousness::Pain),
+            4 => Some(Consciousness::Unresponsive),
+            _ => None,
+        }
+    }
+}
+
 /// Which SpO2 row of the chart applies; serialized as 1 or 2.
 ///
 /// Scale 2 is only for patients with a prescribed target of 88–92 %, such as

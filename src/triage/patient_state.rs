@@ -177,13 +177,19 @@ impl RuleState {
     }
 }
 
-/// One rule a patient follows: indices into the engine's protocol table.
+/// One rule a patient follows: indices into the engine's protocol table,
+/// and into its table of personal settings ([`NO_PERSONAL`] when the
+/// patient has none for this rule).
 #[derive(Debug, Clone, Copy)]
 pub struct PatientRule {
     pub protocol: usize,
     pub rule: usize,
+    pub personal: u32,
     pub state: RuleState,
 }
+
+/// [`PatientRule::personal`] of a rule the patient follows as the protocol says.
+pub const NO_PERSONAL: u32 = u32::MAX;
 
 /// Everything triage remembers about one patient.
 #[derive(Debug, Clone)]

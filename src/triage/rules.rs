@@ -89,12 +89,16 @@ pub fn is_supported(kind: RuleKind) -> bool {
     !matches!(kind, RuleKind::MissedMeasurement | RuleKind::Technical)
 }
 
-/// The NEWS2 metrics and their chart parameters.
-const NEWS2_METRICS: [(Metric, Parameter); 5] = [
+/// The NEWS2 metrics and their chart parameters. Consciousness and air or
+/// oxygen are entered by a nurse (`POST /api/v1/patients/{id}/observations`);
+/// no home device measures them.
+const NEWS2_METRICS: [(Metric, Parameter); 7] = [
     (Metric::RespiratoryRate, Parameter::RespirationRate),
     (Metric::Spo2, Parameter::Spo2),
+    (Metric::SupplementalOxygen, Parameter::AirOrOxygen),
     (Metric::BpSystolic, Parameter::Systolic),
     (Metric::HeartRate, Parameter::Pulse),
+    (Metric::Consciousness, Parameter::Consciousness),
     (Metric::BodyTemperature, Parameter::Temperature),
 ];
 
@@ -146,7 +150,15 @@ pub fn current_news2(patient: &PatientState) -> CurrentNews2 {
                 Parameter::Spo2 => &mut vitals.spo2,
                 Parameter::Systolic => &mut vitals.systolic,
                 Parameter::Pulse => &mut vitals.pulse,
-                _ => &mut vitals.temperature,
+                Parameter::AirOrOxygen => {
+                    vitals.on_oxygen = Some(value >= 0.5);
+                    continue;
+                }
+                Parameter::Consciousness => {
+                    vitals.consciousness = news2::Consciousness::from_level(value);
+                    continue;
+                }
+                Parameter::Temperature => &mut vitals.temperature,
             };
             *slot = Some(value);
         }

@@ -286,3 +286,109 @@ fn replay_writes_one_line_per_patient_hour_from_physionet_files() {
         .iter()
         .all(|line| line["urgency_score"].as_f64().unwrap().is_finite()));
 }
+
+#[tokio::test]
+async fn personal_thresholds_are_set_validated_and_listed_by_version() {
+    // Arrange
+    let database = TestDatabase::create().await;
+    let url = &database.url;
+    stdout_line(&thuiswacht(url, &["admin", "team", "add", "Meppel"]));
+    let patient = stdout_line(&thuiswacht(
+        url,
+        &[
+            "admin",
+            "patient",
+            "add",
+            "--team",
+            "Meppel",
+            "--display-name",
+            "Meneer Smit",
+            "--protocol",
+            "default,copd",
+        ],
+    ));
+    let set = |settings: &str, reason: &str| {
+        thuiswacht(
+            url,
+            &[
+                "admin",
+                "threshold",
+                "set",
+                "--patient",
+                &patient,
+                "--rule",
+                "copd/spo2_below_target",
+                "--settings",
+                settings,
+                "--author",
+                "coördinator Jansen",
+                "--reason",
+                reason,
+            ],
+        )
+    };
+
+    // Act
+    let first = set(r#"{"below": 86, "recover_at": 88}"#, "habitual SpO2 87-89");
+    let second = set(
+        "{}",
+        "back to the protocol after the lung specialist's review",
+    );
+    let inverted = set(r#"{"recover_at": 80}"#, "typo");
+    let unknown_rule = thuiswacht(
+        url,
+        &[
+            "admin",
+            "threshold",
+            "set",
+            "--patient",
+            &patient,
+            "--rule",
+            "heart-failure/weight_gain_1d",
+            "--settings",
+            "{}",
+            "--author",
+            "x",
+            "--reason",
+            "y",
+        ],
+    );
+    let listed = thuiswacht(
+        url,
+        &[
+            "admin",
+            "--json",
+            "threshold",
+            "list",
+            "--patient",
+            &patient,
+        ],
+    );
+
+    // Assert
+    assert_eq!(stdout_line(&first), "copd/spo2_below_target v1");
+    assert_eq!(stdout_line(&second), "copd/spo2_below_target v2");
+    assert!(!inverted.status.success());
+    let problem = String::from_utf8_lossy(&inverted.stderr);
+    assert!(
+        problem.contains("recover_at 80 must not be below below 86")
+            || problem.contains("recover_at 80"),
+        "{problem}"
+    );
+    assert!(!unknown_rule.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown_rule.stderr)
+            .contains("does not follow protocol heart-failure"),
+        "{}",
+        String::from_utf8_lossy(&unknown_rule.stderr)
+    );
+    let versions: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let versions = versions.as_array().unwrap();
+    assert_eq!(versions.len(), 2, "the refused settings were not stored");
+    assert_eq!(versions[0]["settings"]["below"], 86.0);
+    assert_eq!(versions[0]["author"], "coördinator Jansen");
+    assert_eq!(
+        versions[1]["reason"],
+        "back to the protocol after the lung specialist's review"
+    );
+}

@@ -12,6 +12,7 @@ mod embedded;
 mod http_ingest;
 mod mqtt_ingest;
 mod mqtts;
+mod observations;
 mod simulator;
 mod store_contract;
 mod triage_alerts;

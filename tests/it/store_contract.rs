@@ -6,9 +6,11 @@ use std::sync::Arc;
 use thuiswacht::alert_book::{AlertStatus, NewAlert, Outcome};
 use thuiswacht::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
 use thuiswacht::protocols::Priority;
+use thuiswacht::protocols::RuleSettings;
 use thuiswacht::settings::Settings;
 use thuiswacht::store::{
-    NewDevice, NewPatient, QuarantineRecord, SqliteStore, Store, StoreError, TokenScope,
+    observation_device, NewDevice, NewObservation, NewPatient, NewRuleOverride, QuarantineRecord,
+    SqliteStore, Store, StoreError, TokenScope,
 };
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
@@ -468,6 +470,148 @@ async fn concurrent_writers_raise_one_alert(store: Arc<dyn Store>) {
     assert_eq!(store.alert_events(ids[0]).await.unwrap().len(), 50);
 }
 
+fn personal(patient: Uuid, rule_key: &str, settings: &str, until: Option<i64>) -> NewRuleOverride {
+    NewRuleOverride {
+        patient_id: patient,
+        rule_key: rule_key.to_owned(),
+        settings: serde_json::from_str::<RuleSettings>(settings).unwrap(),
+        valid_from: Timestamp(1_000),
+        valid_until: until.map(Timestamp),
+        author: "coördinator Jansen".to_owned(),
+        reason: "COPD, habitual SpO2 around 89".to_owned(),
+    }
+}
+
+async fn personal_settings_are_versioned_with_author_and_reason(store: Arc<dyn Store>) {
+    // Arrange
+    let patient = seed(&store, "scale-1").await;
+
+    // Act: two versions of one rule, one of another, one temporary.
+    let first = store
+        .add_rule_override(&personal(
+            patient,
+            "default/fever",
+            r#"{"above": 38.5}"#,
+            None,
+        ))
+        .await
+        .unwrap();
+    let second = store
+        .add_rule_override(&personal(
+            patient,
+            "default/fever",
+            r#"{"above": null, "below": 35.5}"#,
+            Some(9_000),
+        ))
+        .await
+        .unwrap();
+    let other = store
+        .add_rule_override(&personal(
+            patient,
+            "default/spo2_low",
+            r#"{"enabled": false}"#,
+            None,
+        ))
+        .await
+        .unwrap();
+    let orphan = store
+        .add_rule_override(&personal(Uuid::new_v4(), "default/fever", "{}", None))
+        .await;
+    let impossible = store
+        .add_rule_override(&personal(patient, "default/fever", "{}", Some(500)))
+        .await;
+
+    // Assert
+    assert_eq!((first.version, second.version, other.version), (1, 2, 1));
+    assert!(first.id < second.id && second.id < other.id);
+    assert_eq!(second.settings.above, Some(None));
+    assert_eq!(second.settings.below, Some(Some(35.5)));
+    assert_eq!(second.valid_until, Some(Timestamp(9_000)));
+    assert_eq!(second.author, "coördinator Jansen");
+    assert!(!other.settings.enabled);
+    assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
+    assert!(impossible.is_err(), "an end before the start is refused");
+    let all = store.patient_rule_overrides(patient).await.unwrap();
+    assert_eq!(all, vec![first.clone(), second.clone(), other.clone()]);
+    let after = store.rule_overrides_after(first.id).await.unwrap();
+    assert_eq!(after, vec![second, other]);
+}
+
+async fn observations_store_their_readings_once(store: Arc<dyn Store>) {
+    // Arrange
+    let patient = seed(&store, "scale-1").await;
+    let device = observation_device(patient);
+    let observation = NewObservation {
+        id: Uuid::new_v4(),
+        patient_id: patient,
+        ts: Timestamp(5_000_000),
+        author: "ECD Drenthe".to_owned(),
+        note: Some("kortademig bij binnenkomst".to_owned()),
+        entered: serde_json::json!({"respiratory_rate": 24, "acvpu": "A"}),
+        readings: vec![
+            reading(
+                device.as_str(),
+                patient,
+                Metric::RespiratoryRate,
+                24.0,
+                5_000_000,
+            ),
+            reading(
+                device.as_str(),
+                patient,
+                Metric::Consciousness,
+                0.0,
+                5_000_000,
+            ),
+        ],
+    };
+
+    // Act
+    let first = store.commit_observation(&observation).await.unwrap();
+    let again = store
+        .commit_observation(&NewObservation {
+            id: Uuid::new_v4(),
+            ..observation.clone()
+        })
+        .await
+        .unwrap();
+    let unknown_patient = store
+        .commit_observation(&NewObservation {
+            id: Uuid::new_v4(),
+            patient_id: Uuid::new_v4(),
+            ts: Timestamp(6_000_000),
+            readings: vec![reading(
+                device.as_str(),
+                patient,
+                Metric::RespiratoryRate,
+                20.0,
+                6_000_000,
+            )],
+            ..observation.clone()
+        })
+        .await;
+
+    // Assert
+    assert_eq!(first, vec![true, true]);
+    assert_eq!(again, vec![false, false]);
+    assert!(
+        unknown_patient.is_err(),
+        "an observation of no patient is refused"
+    );
+    let stored = store.device_readings(&device).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        2,
+        "the refused observation stored nothing: {stored:?}"
+    );
+    assert!(stored.iter().all(|r| r.patient_id == patient));
+    assert_eq!(
+        store.patient(patient).await.unwrap().unwrap().protocols,
+        vec!["default".to_owned(), "heart-failure".to_owned()]
+    );
+    assert!(store.patient(Uuid::new_v4()).await.unwrap().is_none());
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -500,6 +644,8 @@ contract!(
     alert_book_keeps_one_unresolved_alert_per_patient_and_rule,
     alert_transitions_are_saved_once_and_stale_copies_are_refused,
     concurrent_writers_raise_one_alert,
+    personal_settings_are_versioned_with_author_and_reason,
+    observations_store_their_readings_once,
 );
 
 #[tokio::test]
