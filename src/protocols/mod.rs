@@ -95,6 +95,9 @@ pub enum RuleKind {
     BaselineDeviation,
     MissedMeasurement,
     Technical,
+    /// The patient's vital-sign vector far from their own running mean
+    /// (Mahalanobis distance); `above` is the distance.
+    Anomaly,
 }
 
 /// Problems in protocol files, one line each, naming the file.
@@ -155,7 +158,7 @@ impl Rule {
         let rule = self;
         let mut problems = Vec::new();
         let at = format!("rule {}", rule.id);
-        let needs_metric = !matches!(rule.kind, RuleKind::News2);
+        let needs_metric = !matches!(rule.kind, RuleKind::News2 | RuleKind::Anomaly);
         if needs_metric && rule.metric.is_none() {
             problems.push(format!("{at}: a {:?} rule needs a metric", rule.kind));
         }
@@ -165,6 +168,20 @@ impl Rule {
             ));
         }
         match rule.kind {
+            RuleKind::Anomaly => {
+                if rule.above.is_none_or(|above| above <= 0.0) || rule.below.is_some() {
+                    problems.push(format!(
+                        "{at}: an anomaly rule needs a positive above (a distance) and no below"
+                    ));
+                }
+                if rule
+                    .recover_at
+                    .zip(rule.above)
+                    .is_some_and(|(recover, above)| recover > above)
+                {
+                    problems.push(format!("{at}: recover_at must not exceed above"));
+                }
+            }
             RuleKind::Threshold | RuleKind::Technical | RuleKind::News2 => {
                 if rule.above.is_none() && rule.below.is_none() {
                     problems.push(format!("{at}: give above or below"));

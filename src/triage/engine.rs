@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
+use super::anomaly::AnomalyState;
 use super::baseline::{self, MultivariateScore, VITAL_DIMENSION, VITAL_METRICS};
 use super::patient_state::{PatientRule, PatientState, Recorded, NO_PERSONAL};
 use super::rules::{self, CurrentNews2, Trigger};
@@ -140,8 +141,13 @@ impl TriageEngine {
             }
         }
         rules.shrink_to_fit();
-        self.patients
-            .insert(patient_id, PatientState::new(rules, spo2_scale_two));
+        let wants_anomaly = rules.iter().any(|patient_rule| {
+            self.protocols[patient_rule.protocol].1.rules[patient_rule.rule].kind
+                == RuleKind::Anomaly
+        });
+        let mut state = PatientState::new(rules, spo2_scale_two);
+        state.wants_anomaly = wants_anomaly;
+        self.patients.insert(patient_id, state);
         Ok(())
     }
 
@@ -281,6 +287,19 @@ impl TriageEngine {
             Recorded::Late => true,
             Recorded::Duplicate | Recorded::TooOld => return,
         };
+        if !late && patient.wants_anomaly {
+            if let Some(dimension) = super::anomaly::dimension_of(metric) {
+                // The hour's median, as for trends: a wearable's minute-by-
+                // minute noise is no anomaly; a spot measurement is itself.
+                let history = patient.history(metric);
+                let smoothed = rules::level(history, history.len() - 1);
+                let spo2_scale_two = patient.spo2_scale_two;
+                patient
+                    .anomaly
+                    .get_or_insert_with(|| Box::new(AnomalyState::new(spo2_scale_two)))
+                    .update(dimension, smoothed, ts);
+            }
+        }
         let trigger = Trigger { metric, ts, late };
         let first = findings.len();
         let mut news2_total: Option<u8> = None;
@@ -615,6 +634,94 @@ mod tests {
             }],
         );
         assert_eq!(unmatched, vec!["heart-failure/weight_gain_1d".to_owned()]);
+    }
+
+    #[test]
+    fn several_signs_unusual_for_this_patient_raise_an_explained_anomaly() {
+        // Arrange: two weeks of morning and evening rounds around this
+        // patient's own normal (pulse 64, SpO2 97, systolic 150).
+        let mut engine = engine();
+        let patient = Uuid::from_u128(9);
+        engine
+            .register_patient(patient, &ids(&["default"]))
+            .unwrap();
+        let mut findings = Vec::new();
+        let round = |engine: &mut TriageEngine,
+                     findings: &mut Vec<Finding>,
+                     hour: i64,
+                     values: [f64; 3]| {
+            for (offset, (metric, value)) in [Metric::HeartRate, Metric::Spo2, Metric::BpSystolic]
+                .into_iter()
+                .zip(values)
+                .enumerate()
+            {
+                let ts = Timestamp(hour * HOUR + offset as i64 * 60_000_000);
+                engine.evaluate_measurement(patient, metric, value, ts, findings);
+            }
+        };
+        for day in 0..14 {
+            for (round_index, hour) in [8, 20].into_iter().enumerate() {
+                let wiggle = ((day * 5 + round_index as i64 * 3) % 5) as f64 - 2.0;
+                round(
+                    &mut engine,
+                    &mut findings,
+                    day * 24 + hour,
+                    [64.0 + wiggle, 97.0 + wiggle / 4.0, 150.0 + 2.0 * wiggle],
+                );
+            }
+        }
+        let anomalies = |findings: &[Finding]| -> Vec<Finding> {
+            findings
+                .iter()
+                .filter(|f| f.rule_id == "default/vital_signs_unusual")
+                .cloned()
+                .collect()
+        };
+        assert!(anomalies(&findings).is_empty(), "{findings:#?}");
+
+        // Act: pulse 84, SpO2 94, systolic 128 — no threshold of the
+        // protocol is crossed, but together they are far from this person.
+        round(&mut engine, &mut findings, 14 * 24 + 8, [84.0, 94.0, 128.0]);
+        let raised = anomalies(&findings);
+        round(
+            &mut engine,
+            &mut findings,
+            14 * 24 + 20,
+            [65.0, 97.0, 149.0],
+        );
+        let recovered = anomalies(&findings);
+
+        // Assert
+        assert_eq!(raised[0].transition, Transition::Raised, "{raised:#?}");
+        assert!(raised[1..]
+            .iter()
+            .all(|f| f.transition == Transition::Ongoing));
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.rule_id == "default/vital_signs_unusual"
+                    || f.rule_id == "default/systolic_below_baseline"),
+            "no threshold fired: {findings:#?}"
+        );
+        let Factor::Anomaly {
+            distance,
+            contributions,
+            since,
+            ..
+        } = &raised[0].explanation.factors[0]
+        else {
+            panic!("an anomaly factor: {:?}", raised[0].explanation);
+        };
+        assert!(*distance > 5.0);
+        assert_eq!(contributions.len(), 3);
+        assert!(contributions
+            .iter()
+            .any(|c| c.metric == Metric::HeartRate && c.z > 3.0));
+        assert!(since.is_some());
+        assert_eq!(
+            recovered.last().map(|f| f.transition),
+            Some(Transition::Recovered)
+        );
     }
 
     #[test]

@@ -10,11 +10,14 @@
 //!   state of each rule.
 //! - [`baseline`]: robust personal baselines (median, MAD, priors) and a
 //!   multivariate Mahalanobis score.
+//! - [`anomaly`]: streaming multivariate (Mahalanobis) anomaly detection on
+//!   the vital-sign vector, with ndarray, allocation-free per reading.
 //! - [`rules`]: evaluation of each protocol rule kind after a reading.
 //! - [`urgency`]: [`Finding`], its NTS level, ranking score and explanation.
 //! - [`engine`]: [`TriageEngine`], protocols plus patient states.
 //! - [`replay`]: replays the PhysioNet 2019 sepsis data through the engine.
 
+pub mod anomaly;
 pub mod baseline;
 pub mod engine;
 pub mod news2;

@@ -177,6 +177,8 @@ impl RuleState {
     }
 }
 
+use super::anomaly::AnomalyState;
+
 /// One rule a patient follows: indices into the engine's protocol table,
 /// and into its table of personal settings ([`NO_PERSONAL`] when the
 /// patient has none for this rule).
@@ -200,6 +202,10 @@ pub struct PatientState {
     pub rules: Vec<PatientRule>,
     /// NEWS2 SpO2 scale 2 applies when any protocol of the patient prescribes it.
     pub spo2_scale_two: bool,
+    /// Running multivariate statistics, allocated on the first vital sign
+    /// of a patient whose protocols have an anomaly rule.
+    pub anomaly: Option<Box<AnomalyState>>,
+    pub wants_anomaly: bool,
 }
 
 impl PatientState {
@@ -209,6 +215,8 @@ impl PatientState {
             histories: std::array::from_fn(|_| None),
             rules,
             spo2_scale_two,
+            anomaly: None,
+            wants_anomaly: false,
         }
     }
 
@@ -233,6 +241,9 @@ impl PatientState {
         std::mem::size_of::<PatientState>()
             + histories
             + self.rules.capacity() * std::mem::size_of::<PatientRule>()
+            + self.anomaly.as_ref().map_or(0, |_| {
+                std::mem::size_of::<AnomalyState>() + AnomalyState::heap_bytes()
+            })
     }
 }
 

@@ -182,6 +182,7 @@ pub fn evaluate(
         RuleKind::News2 => news2_rule(rule, patient, trigger, state),
         RuleKind::Trend => trend(rule, patient, trigger, state),
         RuleKind::BaselineDeviation => baseline_deviation(rule, patient, trigger, state),
+        RuleKind::Anomaly => anomaly(rule, patient, trigger, state),
         RuleKind::MissedMeasurement | RuleKind::Technical => None,
     }
 }
@@ -226,6 +227,51 @@ fn transition_for(state: &mut RuleState, condition: bool) -> Option<Transition> 
             Some(Transition::Recovered)
         }
     }
+}
+
+/// The anomaly rule: the patient's multivariate distance (see
+/// [`anomaly`](super::anomaly)) past `above`, recovering below `recover_at`
+/// (default: at or below `above`), held for `for_minutes`.
+fn anomaly(
+    rule: &Rule,
+    patient: &PatientState,
+    trigger: Trigger,
+    state: &mut RuleState,
+) -> Option<Hit> {
+    if trigger.late || super::anomaly::dimension_of(trigger.metric).is_none() {
+        return None;
+    }
+    let above = rule.above?;
+    let score = patient.anomaly.as_deref()?.score?;
+    if score.ts != trigger.ts {
+        return None;
+    }
+    let condition = if state.active {
+        score.distance > rule.recover_at.unwrap_or(above)
+    } else {
+        if score.distance > above {
+            state.pending_since.get_or_insert(score.ts);
+        } else {
+            state.pending_since = None;
+        }
+        state.pending_since.is_some_and(|since| {
+            score.ts.micros() - since.micros() >= i64::from(rule.for_minutes) * MICROS_PER_MINUTE
+        })
+    };
+    let since = state.pending_since;
+    let transition = transition_for(state, condition)?;
+    Some(Hit {
+        transition,
+        excess_in_spreads: (score.distance - above).max(0.0),
+        factors: vec![Factor::Anomaly {
+            distance: score.distance,
+            threshold: above,
+            dimensions: score.dimensions,
+            contributions: score.top.iter().flatten().copied().collect(),
+            since,
+            held_minutes: since.map(|since| score.ts.seconds_since(since) / 60.0),
+        }],
+    })
 }
 
 fn threshold(
@@ -389,7 +435,7 @@ fn trend(
 /// to [`TREND_SMOOTHING_READINGS`] readings within
 /// [`TREND_SMOOTHING_MINUTES`] ending at it. A spot measurement has no
 /// neighbours that close and is its own level.
-fn level(history: &MetricHistory, index: usize) -> f64 {
+pub(crate) fn level(history: &MetricHistory, index: usize) -> f64 {
     let (at, _) = history.get(index);
     let mut scratch = [0.0; TREND_SMOOTHING_READINGS];
     let mut count = 0;

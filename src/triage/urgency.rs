@@ -115,6 +115,18 @@ pub enum Factor {
         deviation: f64,
         delta: f64,
     },
+    /// The vital-sign vector far from the patient's own running mean: which
+    /// metrics deviate, by how much, and since when.
+    Anomaly {
+        distance: f64,
+        threshold: f64,
+        dimensions: usize,
+        /// Largest first.
+        contributions: Vec<super::anomaly::Contribution>,
+        /// Since when the distance has been past the threshold.
+        since: Option<Timestamp>,
+        held_minutes: Option<f64>,
+    },
     /// Something about the data, e.g. "late_reading".
     DataQuality { flag: &'static str },
     /// An NTS alarm signal that raised the suggested level.
