@@ -3,6 +3,7 @@
 //! [`app`] builds the whole router with its layers; tests call it directly or
 //! through a bound listener. Each resource module exposes `router()`.
 
+mod devices;
 mod error;
 mod health;
 mod readings;
@@ -42,6 +43,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(readings::router(&state.settings))
+        .merge(devices::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
