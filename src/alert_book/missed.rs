@@ -5,7 +5,9 @@
 //! Each sweep reads the registry and the unresolved alerts, and for every
 //! `missed_measurement` rule of every patient asks [`schedule::wanted`]
 //! which facts it needs, reads those from the store, and acts on
-//! [`schedule::decide`] (all choices are documented there). The alert's key
+//! [`schedule::decide`] (all choices are documented there). The alert has
+//! the rule's priority and is scored like a clinical finding of it, whatever
+//! the cause: the protocol asked for the measurement. The alert's key
 //! is the rule's (`{protocol}/{rule}`), so the protocol's response targets
 //! apply and the one-open-alert index holds; the day it concerns is in its
 //! explanation:
