@@ -23,6 +23,7 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
+use crate::alert_book::missed::MissedMeasurementSweeper;
 use crate::alert_book::stage::{run_escalation_sweeper, TriageStage};
 use crate::api::{self, AppState};
 use crate::ingest::mqtt::{mqtt_options, MqttIngestor};
@@ -165,10 +166,18 @@ impl Application {
 
         let stored_tx = match triage {
             Some((stage, engine, registered)) => {
+                let stage_protocols = stage.protocols.clone();
                 let (stored_tx, stored_rx) =
                     mpsc::channel::<StoredBatch>(crate::store::writer::STORED_CHANNEL_CAPACITY);
                 tracker.spawn(stage.run(engine, registered, stored_rx));
                 tracker.spawn(run_escalation_sweeper(store.clone(), shutdown.clone()));
+                let missed = MissedMeasurementSweeper::new(
+                    store.clone(),
+                    stage_protocols,
+                    profiles.clone(),
+                    settings.time_zone(),
+                );
+                tracker.spawn(missed.run(settings.missed_sweep_interval(), shutdown.clone()));
                 Some(stored_tx)
             }
             None => None,

@@ -486,7 +486,8 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> anyhow::Result<Exit
     println!(
         "{}",
         serde_json::json!({"messages": report.messages, "readings": report.readings,
-            "faulty_readings": report.faulty_readings, "seconds": report.seconds})
+            "faulty_readings": report.faulty_readings, "statuses": report.statuses,
+            "seconds": report.seconds})
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -2,14 +2,15 @@
 //!
 //! Modules in data-flow order (DESIGN §1):
 //! - [`settings`]: configuration, file < environment < flags.
-//! - [`domain`]: readings, metrics, units, identifiers.
+//! - [`domain`]: readings, device statuses, metrics, units, identifiers.
 //! - [`profiles`]: device profiles from `devices/`.
 //! - [`decode`]: payload bytes to readings or rejections.
-//! - [`ingest`]: the MQTT event loop and acknowledgement tokens.
+//! - [`ingest`]: the MQTT event loop (readings and device status topics) and acknowledgement tokens.
 //! - [`validate`]: decoded readings checked against device and profile.
 //! - [`store`]: the store interface, its PostgreSQL and SQLite implementations, and the batching writer.
 //! - [`triage`]: the triage engine: NEWS2, rules, baselines, urgency; replay.
-//! - [`alert_book`]: findings to alerts, their lifecycle, and the triage stage.
+//! - [`alert_book`]: findings to alerts, their lifecycle, the triage stage, technical
+//!   alerts and the missed-measurement sweep.
 //! - [`api`]: the HTTP service.
 //! - [`app`]: wires the stages together.
 //! - [`simulate`]: the device simulator; [`loadgen`]: the end-to-end load benchmark.

@@ -51,6 +51,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("demo", Kind::Boolean),
     ("triage_enabled", Kind::Boolean),
     ("reraise_after_minutes", Kind::Integer),
+    ("time_zone", Kind::Text),
+    ("missed_sweep_interval_ms", Kind::Integer),
     ("shutdown_timeout_ms", Kind::Integer),
 ];
 
@@ -144,6 +146,14 @@ pub struct Settings {
     /// this many minutes (DESIGN: re-raise after resolve-while-abnormal).
     #[serde(default = "default_reraise_after_minutes")]
     pub reraise_after_minutes: u64,
+    /// The care teams' time zone (IANA name): missed-measurement rules are
+    /// due at a local time of day, and a "day" is a local calendar day.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// How often the missed-measurement sweep looks for measurements that
+    /// are due and missing, and for late uploads that resolve them.
+    #[serde(default = "default_missed_sweep_interval_ms")]
+    pub missed_sweep_interval_ms: u64,
     /// How long shutdown may take to commit and acknowledge what is in flight.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
@@ -202,6 +212,12 @@ const fn default_quarantine_raw_max_bytes() -> usize {
 }
 const fn default_reraise_after_minutes() -> u64 {
     240
+}
+fn default_time_zone() -> String {
+    "Europe/Amsterdam".to_owned()
+}
+const fn default_missed_sweep_interval_ms() -> u64 {
+    60_000
 }
 const fn default_true() -> bool {
     true
@@ -375,6 +391,15 @@ impl Settings {
                     .to_owned(),
             );
         }
+        if self.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            problems.push(format!(
+                "time_zone {:?} is not an IANA time zone such as Europe/Amsterdam",
+                self.time_zone
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.missed_sweep_interval_ms) {
+            problems.push("missed_sweep_interval_ms must be between 10 and 3600000".to_owned());
+        }
         for (key, dir) in [
             ("devices_dir", &self.devices_dir),
             ("alerts_dir", &self.alerts_dir),
@@ -420,13 +445,33 @@ impl Settings {
             .unwrap_or(self.database_url.is_none() && self.mqtt_url.is_none())
     }
 
-    /// Returns the topic filter the ingestor subscribes to.
+    /// Returns the topic filter of readings the ingestor subscribes to.
     pub fn readings_topic_filter(&self) -> String {
-        let topic = format!("{}/devices/+/readings", self.mqtt_topic_root);
+        self.device_topic_filter("readings")
+    }
+
+    /// Returns the topic filter of device statuses the ingestor subscribes to.
+    pub fn status_topic_filter(&self) -> String {
+        self.device_topic_filter("status")
+    }
+
+    fn device_topic_filter(&self, leaf: &str) -> String {
+        let topic = format!("{}/devices/+/{leaf}", self.mqtt_topic_root);
         match &self.mqtt_share_group {
             Some(group) => format!("$share/{group}/{topic}"),
             None => topic,
         }
+    }
+
+    /// Returns the care teams' time zone (validated at load).
+    pub fn time_zone(&self) -> chrono_tz::Tz {
+        self.time_zone
+            .parse()
+            .unwrap_or(crate::triage::schedule::DEFAULT_TIME_ZONE)
+    }
+
+    pub fn missed_sweep_interval(&self) -> Duration {
+        Duration::from_millis(self.missed_sweep_interval_ms)
     }
 
     pub fn batch_max_wait(&self) -> Duration {
@@ -516,9 +561,14 @@ mod tests {
             ("THUISWACHT_MQTT_URL".to_owned(), "http://broker".to_owned()),
             ("THUISWACHT_BATCH_MAX_ROWS".to_owned(), "0".to_owned()),
             ("THUISWACHT_DATABASE_URL".to_owned(), "mysql://x".to_owned()),
+            (
+                "THUISWACHT_TIME_ZONE".to_owned(),
+                "Europe/Drenthe".to_owned(),
+            ),
         ];
         let error = Settings::load(None, env, &with_dirs()).unwrap_err();
-        assert_eq!(error.problems.len(), 3, "{error}");
+        assert_eq!(error.problems.len(), 4, "{error}");
+        assert!(error.to_string().contains("time_zone \"Europe/Drenthe\""));
         assert!(error
             .to_string()
             .contains("mqtt_url scheme must be mqtt or mqtts"));
@@ -568,6 +618,10 @@ mod tests {
         assert_eq!(
             shared.readings_topic_filter(),
             "$share/ingest/thuiswacht/v1/devices/+/readings"
+        );
+        assert_eq!(
+            shared.status_topic_filter(),
+            "$share/ingest/thuiswacht/v1/devices/+/status"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Validation of decoded readings against the device registry and the
 //! device's profile: known and active device, metric allowed, unit
-//! convertible, value plausible, event time not in the future.
+//! convertible, value plausible, event time not in the future. Device
+//! statuses are checked for a known, active device and their time.
 //!
 //! Pure functions; the store writer calls them with the registry entries it
 //! looked up and the current time.
@@ -8,7 +9,10 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::domain::{DecodedReading, DeviceId, Reading, RejectReason, Rejection, Timestamp};
+use crate::domain::{
+    DecodedReading, DecodedStatus, DeviceId, Reading, RejectReason, Rejection, StatusReport,
+    Timestamp,
+};
 use crate::profiles::Profiles;
 
 /// A registered device: which profile it follows and whose readings it sends.
@@ -131,6 +135,63 @@ pub fn validate(
     })
 }
 
+/// Checks one decoded device status: the device must be registered and
+/// active, and the status not stamped beyond the allowed clock skew.
+///
+/// # Errors
+/// Returns the [`Rejection`] bound for the quarantine, with the message bytes.
+pub fn validate_status(
+    decoded: &DecodedStatus,
+    device: Option<&DeviceRecord>,
+    clock: ValidationClock,
+) -> Result<StatusReport, Rejection> {
+    let reject = |reason: RejectReason, detail: String| {
+        Rejection::new(
+            reason,
+            detail,
+            Some(decoded.device_id.as_str()),
+            decoded.raw.clone(),
+        )
+    };
+    let device = match device {
+        Some(device) if device.active => device,
+        Some(_) => {
+            return Err(reject(
+                RejectReason::UnknownDevice,
+                format!(
+                    "status from device {} which is not active",
+                    decoded.device_id
+                ),
+            ))
+        }
+        None => {
+            return Err(reject(
+                RejectReason::UnknownDevice,
+                format!("status from unknown device {}", decoded.device_id),
+            ))
+        }
+    };
+    if decoded.ts > clock.latest_acceptable {
+        return Err(reject(
+            RejectReason::FutureTimestamp,
+            format!(
+                "status time {} is {:.0} s after it was received",
+                decoded.ts,
+                decoded.ts.seconds_since(clock.received_at)
+            ),
+        ));
+    }
+    Ok(StatusReport {
+        device_id: decoded.device_id.clone(),
+        patient_id: device.patient_id,
+        received_at: clock.received_at,
+        ts: decoded.ts,
+        online: decoded.online,
+        battery_pct: decoded.battery_pct,
+        fault: decoded.fault.clone(),
+    })
+}
+
 /// Re-encodes one decoded reading as Thuiswacht JSON v1, for the quarantine.
 fn raw_reading(decoded: &DecodedReading) -> Bytes {
     let value = serde_json::json!({
@@ -242,6 +303,33 @@ mod tests {
         let decoded = reading(Metric::Spo2, 97.0, Unit::Percent, 0);
         let rejection = validate(&decoded, Some(&inactive), &profiles(), CLOCK).unwrap_err();
         assert_eq!(rejection.reason, RejectReason::UnknownDevice);
+    }
+
+    #[test]
+    fn statuses_need_a_known_active_device_and_a_sane_time() {
+        let status = |ts: i64| DecodedStatus {
+            device_id: DeviceId::parse("dev-1").unwrap(),
+            ts: Timestamp(ts),
+            online: true,
+            battery_pct: Some(12.0),
+            fault: None,
+            raw: Bytes::from_static(b"{\"battery_pct\":12}"),
+        };
+        let scale = device("weight-scale");
+        let report = validate_status(&status(0), Some(&scale), CLOCK).unwrap();
+        assert_eq!(report.patient_id, scale.patient_id);
+        assert_eq!(report.received_at, CLOCK.received_at);
+        let mut inactive = scale.clone();
+        inactive.active = false;
+        for (device, ts, reason) in [
+            (None, 0, RejectReason::UnknownDevice),
+            (Some(&inactive), 0, RejectReason::UnknownDevice),
+            (Some(&scale), 1_300_000_001, RejectReason::FutureTimestamp),
+        ] {
+            let rejection = validate_status(&status(ts), device, CLOCK).unwrap_err();
+            assert_eq!(rejection.reason, reason, "{}", rejection.detail);
+            assert_eq!(&rejection.raw[..], b"{\"battery_pct\":12}");
+        }
     }
 
     #[test]

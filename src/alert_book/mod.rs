@@ -5,8 +5,17 @@
 //! Transitions are methods on [`Alert`] that refuse what is not allowed and
 //! return the [`AlertEvent`] to record; the store writes the new state and the
 //! event in one transaction (DESIGN §1, "alert book").
+//!
+//! Nurses resolve alerts with an [`Outcome`]. The system itself resolves only
+//! when the alert's condition is gone by a fact it can see
+//! ([`AutoResolution`]: the missed measurement arrived after all, the
+//! battery was charged); such an alert has no outcome, `resolved_by` is
+//! "system", and its event is `auto_resolved` with the reason, so the
+//! alarm-burden figures, which count nurses' outcomes, are not skewed.
 
+pub mod missed;
 pub mod stage;
+pub mod technical;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -91,6 +100,28 @@ impl Outcome {
     /// Returns whether the outcome says care was needed (a true alarm).
     pub const fn is_clinical(self) -> bool {
         !matches!(self, Outcome::NoActionNeeded | Outcome::MeasurementError)
+    }
+}
+
+/// Why the system resolved an alert on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoResolution {
+    /// The missed measurement was taken in time but uploaded late.
+    LateUpload,
+    /// The missed measurement was taken after the alert was raised.
+    MeasuredLate,
+    /// The device's battery is back above its recovery level.
+    BatteryRecovered,
+}
+
+impl AutoResolution {
+    pub const fn code(self) -> &'static str {
+        match self {
+            AutoResolution::LateUpload => "late_upload",
+            AutoResolution::MeasuredLate => "measured_late",
+            AutoResolution::BatteryRecovered => "battery_recovered",
+        }
     }
 }
 
@@ -203,7 +234,8 @@ pub struct AlertEvent {
     pub at: Timestamp,
     /// A user name, or "system".
     pub actor: String,
-    /// raised, updated, claimed, snoozed, escalated, auto_escalated, resolved, note.
+    /// raised, updated, claimed, snoozed, escalated, auto_escalated, resolved,
+    /// auto_resolved, note.
     pub kind: String,
     pub detail: serde_json::Value,
 }
@@ -293,6 +325,32 @@ impl Alert {
             serde_json::json!({"outcome": outcome.code()}),
             now,
         ))
+    }
+
+    /// The system closes the alert because its condition is gone
+    /// ([`AutoResolution`]); `detail` adds the evidence to the event. No
+    /// outcome is set: outcomes are the nurses'.
+    ///
+    /// # Errors
+    /// Refuses an alert that is already resolved.
+    pub fn resolve_by_system(
+        &mut self,
+        reason: AutoResolution,
+        detail: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<AlertEvent, TransitionError> {
+        self.refuse_resolved()?;
+        self.status = AlertStatus::Resolved;
+        self.resolved_at = Some(now);
+        self.resolved_by = Some(SYSTEM.to_owned());
+        self.outcome = None;
+        let mut event_detail = serde_json::json!({"reason": reason.code()});
+        if let (Some(event_map), serde_json::Value::Object(extra)) =
+            (event_detail.as_object_mut(), detail)
+        {
+            event_map.extend(extra);
+        }
+        Ok(self.event(SYSTEM, "auto_resolved", event_detail, now))
     }
 
     /// Hides the alert until `until` (capped per priority).
@@ -553,6 +611,37 @@ mod tests {
             claimed.escalate_if_overdue(Timestamp(600 * MINUTE)),
             None,
             "a claimed alert is being handled"
+        );
+    }
+
+    #[test]
+    fn the_system_resolves_without_a_nurses_outcome_and_says_why() {
+        // Arrange: a claimed alert (the nurse was about to call).
+        let mut alert = alert(Priority::Low);
+        alert.claim("anouk", Timestamp(MINUTE)).unwrap();
+        // Act
+        let event = alert
+            .resolve_by_system(
+                AutoResolution::LateUpload,
+                serde_json::json!({"reading_ts": 42}),
+                Timestamp(2 * MINUTE),
+            )
+            .unwrap();
+        // Assert
+        assert_eq!(alert.status, AlertStatus::Resolved);
+        assert_eq!(alert.outcome, None);
+        assert_eq!(alert.resolved_by.as_deref(), Some("system"));
+        assert_eq!(event.kind, "auto_resolved");
+        assert_eq!(event.actor, "system");
+        assert_eq!(event.detail["reason"], "late_upload");
+        assert_eq!(event.detail["reading_ts"], 42);
+        assert_eq!(
+            alert.resolve_by_system(
+                AutoResolution::BatteryRecovered,
+                serde_json::json!({}),
+                Timestamp(3 * MINUTE)
+            ),
+            Err(TransitionError::AlreadyResolved)
         );
     }
 

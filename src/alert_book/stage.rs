@@ -8,7 +8,9 @@
 //! [`REBUILD_DAYS`] days (findings from the rebuild only update alerts that are
 //! already open; they do not open new ones), so a restart gives the same
 //! alerts as an uninterrupted run. A sweeper escalates alerts whose response
-//! target lapsed unclaimed.
+//! target lapsed unclaimed. Device statuses and implausible values become
+//! technical alerts ([`super::technical`]); missed measurements have their
+//! own clock-driven sweep ([`super::missed`]).
 //!
 //! Shutdown: the stage ends when its input closes, after recording what it
 //! has; the sweeper ends on the shutdown token.
@@ -21,21 +23,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::technical::TechnicalRecorder;
 use super::NewAlert;
 use crate::domain::{DeviceId, Reading, Timestamp};
 use crate::protocols::Protocol;
-use crate::store::writer::{ImplausibleReading, StoredBatch};
+use crate::store::writer::StoredBatch;
 use crate::store::{Store, StoreError};
 use crate::triage::engine::{PersonalSettings, TriageEngine};
-use crate::triage::urgency::{Finding, NtsLevel, Transition};
+use crate::triage::urgency::{Finding, Transition};
 
 /// Days of history replayed into the engine at start: the longest trend
 /// window (72 h) and the baseline window (14 days) fit in it.
 pub const REBUILD_DAYS: i64 = 14;
-
-/// Ranking score of technical alerts: below the lowest clinical score
-/// (informational findings start at 1,000).
-const TECHNICAL_SCORE: f64 = 500.0;
 
 /// How often the triage stage looks for changed personal settings (while
 /// readings arrive; without readings there is nothing to evaluate).
@@ -191,6 +190,7 @@ impl TriageStage {
         let mut findings = Vec::new();
         let mut personal_seen = 0;
         let mut personal_checked: Option<Instant> = None;
+        let mut technical = TechnicalRecorder::new(self.store.clone(), self.protocols.clone());
         while let Some(batch) = stored_rx.recv().await {
             // Patients registered since the last look are picked up here.
             if batch
@@ -225,40 +225,13 @@ impl TriageStage {
                 self.record(&finding).await;
             }
             for implausible in &batch.implausible {
-                self.record_technical(implausible).await;
+                technical.record_implausible(implausible).await;
+            }
+            for status in &batch.statuses {
+                technical.record_status(status).await;
             }
         }
         tracing::info!("triage stopped");
-    }
-
-    /// Records an implausible value as a technical alert of the patient: one
-    /// per device, kept open and updated while the device keeps sending
-    /// them. Technical alerts rank below clinical ones (DESIGN §4): low
-    /// priority, informational NTS level, and a score below every clinical
-    /// finding's.
-    async fn record_technical(&self, implausible: &ImplausibleReading) {
-        let alert = NewAlert {
-            patient_id: implausible.patient_id,
-            rule_key: format!("technical/implausible_value/{}", implausible.device_id),
-            priority: crate::protocols::Priority::Low,
-            nts: NtsLevel::U5,
-            score: TECHNICAL_SCORE,
-            explanation: serde_json::json!({"factors": [{
-                "factor": "data_quality",
-                "flag": "implausible_value",
-                "device_id": implausible.device_id,
-                "metric": implausible.metric,
-                "value": implausible.value,
-                "ts": implausible.ts,
-                "detail": implausible.detail,
-            }]}),
-            at: implausible.ts,
-            raised_at: Timestamp::now(),
-            response_minutes: 24 * 60,
-        };
-        if let Err(error) = self.store.raise_alert(&alert).await {
-            tracing::warn!(error = %error, "failed to record a technical alert");
-        }
     }
 
     /// Records a raised or ongoing finding in the alert book.

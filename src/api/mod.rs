@@ -3,6 +3,7 @@
 //! [`app`] builds the whole router with its layers; tests call it directly or
 //! through a bound listener. Each resource module exposes `router()`.
 
+mod devices;
 mod error;
 mod health;
 mod observations;
@@ -48,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(readings::router(&state.settings))
         .merge(observations::router())
+        .merge(devices::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -222,6 +222,7 @@ async fn post_observations(
                 readings: observation.readings.clone(),
                 is_new,
                 implausible: Vec::new(),
+                statuses: Vec::new(),
             };
             if stored_tx.send(batch).await.is_err() {
                 tracing::warn!(%patient_id, "triage stopped; observation stored only");

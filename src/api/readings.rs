@@ -79,6 +79,7 @@ async fn post_readings(
         source: Source::Http,
         received_at,
         decoded: decoded.readings,
+        statuses: Vec::new(),
         rejections: decoded.rejections,
         ack: AckToken::Http(reply_tx),
     };

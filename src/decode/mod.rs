@@ -11,13 +11,18 @@
 //! neighbours. Checks that need the device registry (known device, allowed
 //! metrics and units, plausible range, clock skew) happen later, in
 //! [`crate::validate`].
+//!
+//! Device status messages have their own small format ([`decode_status`]).
 
 mod fhir;
 mod senml;
+mod status;
 mod text;
 mod thuiswacht_v1;
 
 use bytes::Bytes;
+
+pub use status::{decode_status, MAX_FAULT_CHARS};
 
 use crate::domain::{DecodedReading, DeviceId, RejectReason, Rejection, Timestamp};
 

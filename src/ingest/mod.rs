@@ -1,5 +1,6 @@
-//! Ingest: where readings enter. The MQTT event loop ([`mqtt`]) and the HTTP
-//! `POST /api/v1/readings` handler both decode inline and send an
+//! Ingest: where readings and device statuses enter. The MQTT event loop
+//! ([`mqtt`]) and the HTTP handlers (`POST /api/v1/readings`,
+//! `POST /api/v1/devices/{id}/status`) decode inline and send an
 //! [`IngestedBatch`] to the store writer, carrying an [`AckToken`] that the
 //! writer completes only after the commit.
 
@@ -7,7 +8,7 @@ pub mod mqtt;
 
 use tokio::sync::oneshot;
 
-use crate::domain::{DecodedReading, RejectReason, Rejection, Timestamp};
+use crate::domain::{DecodedReading, DecodedStatus, RejectReason, Rejection, Timestamp};
 
 /// Capacity of the channel from ingest to the store writer, in messages.
 /// Large enough to cover a commit's worth of single-reading messages at full
@@ -40,6 +41,8 @@ pub struct IngestedBatch {
     pub source: Source,
     pub received_at: Timestamp,
     pub decoded: Vec<DecodedReading>,
+    /// A status message's decoded status (at most one per message).
+    pub statuses: Vec<DecodedStatus>,
     pub rejections: Vec<Rejection>,
     pub ack: AckToken,
 }
@@ -62,8 +65,15 @@ pub struct CommitReport {
     pub stored: usize,
     /// Readings already stored before (a repeated upload).
     pub duplicates: usize,
+    /// Device statuses stored (status posts only).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub statuses: usize,
     /// What was refused and why.
     pub rejected: Vec<RejectedItem>,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// One refused message or reading.

@@ -17,13 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter, Transport,
+};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{AckToken, IngestedBatch, Source};
-use crate::decode::{decode, DecodeContext};
+use crate::decode::{decode, decode_status, DecodeContext};
 use crate::domain::{DeviceId, RejectReason, Rejection, Timestamp};
 use crate::settings::Settings;
 use crate::telemetry::Metrics;
@@ -108,13 +110,24 @@ pub fn mqtt_options(settings: &Settings, broker_url: &str) -> Result<MqttOptions
     Ok(options)
 }
 
-/// Returns the device id of a readings topic `{root}/devices/{id}/readings`.
-fn device_of_topic<'a>(topic: &'a str, root: &str) -> Option<&'a str> {
-    topic
-        .strip_prefix(root)?
-        .strip_prefix("/devices/")?
-        .strip_suffix("/readings")
-        .filter(|id| !id.contains('/'))
+/// What a device topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TopicKind {
+    /// `{root}/devices/{id}/readings`
+    Readings,
+    /// `{root}/devices/{id}/status`
+    Status,
+}
+
+/// Returns the device id and kind of `{root}/devices/{id}/readings|status`.
+fn device_of_topic<'a>(topic: &'a str, root: &str) -> Option<(&'a str, TopicKind)> {
+    let rest = topic.strip_prefix(root)?.strip_prefix("/devices/")?;
+    let (id, kind) = if let Some(id) = rest.strip_suffix("/readings") {
+        (id, TopicKind::Readings)
+    } else {
+        (rest.strip_suffix("/status")?, TopicKind::Status)
+    };
+    (!id.contains('/')).then_some((id, kind))
 }
 
 /// The stage that turns MQTT publishes into [`IngestedBatch`]es.
@@ -138,7 +151,10 @@ impl MqttIngestor {
             metrics,
             ingested_tx,
         } = self;
-        let topic_filter = settings.readings_topic_filter();
+        let topic_filters = [
+            settings.readings_topic_filter(),
+            settings.status_topic_filter(),
+        ];
         let mut ingested_tx = Some(ingested_tx);
         let mut backoff = Duration::from_millis(500);
         let drain_deadline = tokio::time::sleep(Duration::MAX);
@@ -162,13 +178,15 @@ impl MqttIngestor {
                     backoff = Duration::from_millis(500);
                     // Subscribing again is harmless when the session kept it, and
                     // repairs a session the broker lost.
-                    if let Err(error) = client.try_subscribe(topic_filter.clone(), QoS::AtLeastOnce)
-                    {
+                    let filters = topic_filters
+                        .iter()
+                        .map(|filter| SubscribeFilter::new(filter.clone(), QoS::AtLeastOnce));
+                    if let Err(error) = client.try_subscribe_many(filters) {
                         tracing::error!(error = %error, "failed to queue mqtt subscribe");
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                    tracing::info!(topic = %topic_filter, codes = ?suback.return_codes, "subscribed");
+                    tracing::info!(topics = ?topic_filters, codes = ?suback.return_codes, "subscribed");
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let Some(tx) = &ingested_tx else {
@@ -214,7 +232,7 @@ impl MqttIngestor {
     }
 }
 
-/// Decodes one publish into an [`IngestedBatch`].
+/// Decodes one publish (readings or a device status) into an [`IngestedBatch`].
 pub fn ingest_publish(
     topic: String,
     payload: Bytes,
@@ -224,19 +242,21 @@ pub fn ingest_publish(
 ) -> IngestedBatch {
     let received_at = Timestamp::now();
     let ack = AckToken::Mqtt { pkid, qos };
-    let topic_device = match device_of_topic(&topic, &settings.mqtt_topic_root).map(DeviceId::parse)
-    {
-        Some(Ok(device_id)) => device_id,
+    let parsed = device_of_topic(&topic, &settings.mqtt_topic_root)
+        .map(|(id, kind)| DeviceId::parse(id).map(|device_id| (device_id, kind)));
+    let (topic_device, kind) = match parsed {
+        Some(Ok(parsed)) => parsed,
         problem => {
             let detail = match problem {
                 Some(Err(error)) => format!("invalid device id in topic: {error}"),
-                _ => format!("topic {topic} is not a readings topic"),
+                _ => format!("topic {topic} is not a readings or status topic"),
             };
             let rejection = Rejection::new(RejectReason::MalformedPayload, detail, None, payload);
             return IngestedBatch {
                 source: Source::Mqtt { topic },
                 received_at,
                 decoded: Vec::new(),
+                statuses: Vec::new(),
                 rejections: vec![rejection],
                 ack,
             };
@@ -247,13 +267,32 @@ pub fn ingest_publish(
         received_at,
         max_payload_bytes: settings.max_payload_bytes,
     };
-    let decoded = decode(&payload, &context);
-    IngestedBatch {
-        source: Source::Mqtt { topic },
-        received_at,
-        decoded: decoded.readings,
-        rejections: decoded.rejections,
-        ack,
+    match kind {
+        TopicKind::Readings => {
+            let decoded = decode(&payload, &context);
+            IngestedBatch {
+                source: Source::Mqtt { topic },
+                received_at,
+                decoded: decoded.readings,
+                statuses: Vec::new(),
+                rejections: decoded.rejections,
+                ack,
+            }
+        }
+        TopicKind::Status => {
+            let (statuses, rejections) = match decode_status(&payload, &topic_device, &context) {
+                Ok(status) => (vec![status], Vec::new()),
+                Err(rejection) => (Vec::new(), vec![rejection]),
+            };
+            IngestedBatch {
+                source: Source::Mqtt { topic },
+                received_at,
+                decoded: Vec::new(),
+                statuses,
+                rejections,
+                ack,
+            }
+        }
     }
 }
 
@@ -262,21 +301,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn device_id_is_read_from_the_readings_topic() {
+    fn device_id_and_kind_are_read_from_the_topic() {
         let root = "thuiswacht/v1";
         assert_eq!(
             device_of_topic("thuiswacht/v1/devices/bpm-1/readings", root),
-            Some("bpm-1")
+            Some(("bpm-1", TopicKind::Readings))
         );
         assert_eq!(
             device_of_topic("thuiswacht/v1/devices/bpm-1/status", root),
+            Some(("bpm-1", TopicKind::Status))
+        );
+        assert_eq!(
+            device_of_topic("thuiswacht/v1/devices/bpm-1/config", root),
             None
         );
         assert_eq!(
             device_of_topic("thuiswacht/v1/devices/a/b/readings", root),
             None
         );
-        assert_eq!(device_of_topic("other/devices/bpm-1/readings", root), None);
+        assert_eq!(device_of_topic("other/devices/bpm-1/status", root), None);
+    }
+
+    #[test]
+    fn a_status_publish_becomes_a_status_or_a_rejection() {
+        let settings = Settings::defaults();
+        let topic = "thuiswacht/v1/devices/scale-1/status".to_owned();
+        let good = ingest_publish(
+            topic.clone(),
+            Bytes::from_static(br#"{"battery_pct":12}"#),
+            7,
+            QoS::AtLeastOnce,
+            &settings,
+        );
+        assert_eq!(good.statuses.len(), 1);
+        assert_eq!(good.statuses[0].battery_pct, Some(12.0));
+        assert!(good.decoded.is_empty() && good.rejections.is_empty());
+        let bad = ingest_publish(
+            topic,
+            Bytes::from_static(b"battery low"),
+            8,
+            QoS::AtLeastOnce,
+            &settings,
+        );
+        assert!(bad.statuses.is_empty());
+        assert_eq!(bad.rejections[0].reason, RejectReason::MalformedPayload);
+        assert!(matches!(bad.ack, AckToken::Mqtt { pkid: 8, .. }));
     }
 
     #[test]

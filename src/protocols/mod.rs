@@ -78,6 +78,9 @@ pub struct Rule {
     /// For missed-measurement rules: the local time by which the metric is due each day, "HH:MM".
     #[serde(default)]
     pub due_by: Option<String>,
+    /// For technical rules: the device signal the rule is about.
+    #[serde(default)]
+    pub signal: Option<TechnicalSignal>,
     pub priority: Priority,
 }
 
@@ -98,6 +101,32 @@ pub enum RuleKind {
     /// The patient's vital-sign vector far from their own running mean
     /// (Mahalanobis distance); `above` is the distance.
     Anomaly,
+}
+
+/// The device signals a technical rule can name. Without a technical rule for
+/// a signal, its alerts rank below every clinical alert (low priority, a
+/// technical score); a rule gives the signal the rule's priority instead,
+/// and for `battery_low` its own threshold (`below`, `recover_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TechnicalSignal {
+    /// The device's battery is below `below` percent.
+    BatteryLow,
+    /// The device reports a fault code.
+    DeviceFault,
+    /// The device sent a value outside its profile's plausible range.
+    ImplausibleValue,
+}
+
+impl TechnicalSignal {
+    /// Returns the stable name, as used in rule keys (`technical/{signal}/{device}`).
+    pub const fn code(self) -> &'static str {
+        match self {
+            TechnicalSignal::BatteryLow => "battery_low",
+            TechnicalSignal::DeviceFault => "device_fault",
+            TechnicalSignal::ImplausibleValue => "implausible_value",
+        }
+    }
 }
 
 /// Problems in protocol files, one line each, naming the file.
@@ -158,9 +187,15 @@ impl Rule {
         let rule = self;
         let mut problems = Vec::new();
         let at = format!("rule {}", rule.id);
-        let needs_metric = !matches!(rule.kind, RuleKind::News2 | RuleKind::Anomaly);
+        let needs_metric = !matches!(
+            rule.kind,
+            RuleKind::News2 | RuleKind::Anomaly | RuleKind::Technical
+        );
         if needs_metric && rule.metric.is_none() {
             problems.push(format!("{at}: a {:?} rule needs a metric", rule.kind));
+        }
+        if rule.signal.is_some() && rule.kind != RuleKind::Technical {
+            problems.push(format!("{at}: only a technical rule takes a signal"));
         }
         if rule.repeat_count == 0 || rule.repeat_count > rule.repeat_of {
             problems.push(format!(
@@ -168,6 +203,11 @@ impl Rule {
             ));
         }
         match rule.kind {
+            RuleKind::Technical => problems.extend(
+                technical_problems(rule)
+                    .into_iter()
+                    .map(|problem| format!("{at}: {problem}")),
+            ),
             RuleKind::Anomaly => {
                 if rule.above.is_none_or(|above| above <= 0.0) || rule.below.is_some() {
                     problems.push(format!(
@@ -182,7 +222,7 @@ impl Rule {
                     problems.push(format!("{at}: recover_at must not exceed above"));
                 }
             }
-            RuleKind::Threshold | RuleKind::Technical | RuleKind::News2 => {
+            RuleKind::Threshold | RuleKind::News2 => {
                 if rule.above.is_none() && rule.below.is_none() {
                     problems.push(format!("{at}: give above or below"));
                 }
@@ -394,6 +434,48 @@ pub fn personal_rule(
     }
 }
 
+/// Returns the problems of a technical rule: it names a signal and no
+/// metric; `battery_low` needs `below` (a percentage) and allows a
+/// `recover_at` at or above it; the other signals take no bounds.
+fn technical_problems(rule: &Rule) -> Vec<String> {
+    let mut problems = Vec::new();
+    if rule.metric.is_some() {
+        problems.push("a technical rule takes no metric (it concerns a device)".to_owned());
+    }
+    match rule.signal {
+        None => problems.push(
+            "a technical rule needs a signal: battery_low, device_fault or implausible_value"
+                .to_owned(),
+        ),
+        Some(TechnicalSignal::BatteryLow) => {
+            match rule.below {
+                Some(below) if below > 0.0 && below <= 100.0 => {
+                    if let Some(recover) = rule.recover_at {
+                        if !(below..=100.0).contains(&recover) {
+                            problems.push(format!(
+                                "recover_at {recover} must lie between below {below} and 100"
+                            ));
+                        }
+                    }
+                }
+                _ => problems.push("battery_low needs below, a percentage above 0".to_owned()),
+            }
+            if rule.above.is_some() {
+                problems.push("battery_low takes below, not above".to_owned());
+            }
+        }
+        Some(signal @ (TechnicalSignal::DeviceFault | TechnicalSignal::ImplausibleValue)) => {
+            if rule.above.is_some() || rule.below.is_some() || rule.recover_at.is_some() {
+                problems.push(format!(
+                    "{} takes no above, below or recover_at",
+                    signal.code()
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// Parses "HH:MM" into minutes after midnight.
 pub fn parse_hhmm(text: &str) -> Option<u32> {
     let (hours, minutes) = text.split_once(':')?;
@@ -548,6 +630,49 @@ mod tests {
         let round_trip: RuleSettings =
             serde_json::from_str(&serde_json::to_string(&removed).unwrap()).unwrap();
         assert_eq!(round_trip, removed);
+    }
+
+    #[test]
+    fn technical_rules_name_a_signal_and_battery_rules_a_percentage() {
+        let protocol = |rules: &str| {
+            format!(
+                "name = \"x\"\n[response_targets]\nhigh = 60\nmedium = 240\nlow = 1440\n{rules}"
+            )
+        };
+        let good = protocol(
+            "[[rule]]\nid = \"battery\"\nkind = \"technical\"\nsignal = \"battery_low\"\nbelow = 25\nrecover_at = 40\npriority = \"medium\"\n\
+             [[rule]]\nid = \"fault\"\nkind = \"technical\"\nsignal = \"device_fault\"\npriority = \"high\"\n",
+        );
+        let parsed = Protocol::parse(&good).unwrap();
+        assert_eq!(parsed.rules[0].signal, Some(TechnicalSignal::BatteryLow));
+        assert_eq!(parsed.rules[1].signal, Some(TechnicalSignal::DeviceFault));
+
+        let bad = protocol(
+            // No signal; battery without below and with a metric; a fault
+            // with a bound; a signal on a threshold rule (which also lacks bounds).
+            "[[rule]]\nid = \"a\"\nkind = \"technical\"\npriority = \"low\"\n\
+             [[rule]]\nid = \"b\"\nkind = \"technical\"\nsignal = \"battery_low\"\nmetric = \"spo2\"\npriority = \"low\"\n\
+             [[rule]]\nid = \"c\"\nkind = \"technical\"\nsignal = \"device_fault\"\nbelow = 3\npriority = \"low\"\n\
+             [[rule]]\nid = \"d\"\nkind = \"threshold\"\nmetric = \"spo2\"\nsignal = \"device_fault\"\npriority = \"low\"\n\
+             [[rule]]\nid = \"e\"\nkind = \"technical\"\nsignal = \"battery_low\"\nbelow = 30\nrecover_at = 20\npriority = \"low\"\n",
+        );
+        let problems = Protocol::parse(&bad).unwrap_err();
+        let expected = [
+            "rule a: a technical rule needs a signal",
+            "rule b: a technical rule takes no metric",
+            "rule b: battery_low needs below",
+            "rule c: device_fault takes no above, below or recover_at",
+            "rule d: only a technical rule takes a signal",
+            "rule d: give above or below",
+            "rule e: recover_at 20 must lie between below 30 and 100",
+        ];
+        for problem in expected {
+            assert!(
+                problems.iter().any(|p| p.starts_with(problem)),
+                "missing {problem:?} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::SimMessage;
+use super::{SimMessage, SimStatus};
 use crate::decode::PayloadFormat;
 use crate::domain::Metric;
 
@@ -13,6 +13,18 @@ pub fn encode(message: &SimMessage, seq: u64) -> Vec<u8> {
         PayloadFormat::SenMl => senml(message),
         PayloadFormat::Fhir => fhir(message),
     }
+}
+
+/// Returns the payload of a status message, as its gateway would publish it
+/// on `{root}/devices/{device_id}/status`.
+pub fn encode_status(status: &SimStatus) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "device_id": status.device_id,
+        "ts": status.ts.to_string(),
+        "battery_pct": status.battery_pct,
+        "fault": status.fault,
+    }))
+    .expect("json values serialize")
 }
 
 fn thuiswacht_v1(message: &SimMessage, seq: u64) -> Vec<u8> {

@@ -181,7 +181,7 @@ pub struct Population {
 }
 
 /// SplitMix64, to derive independent seeds from (seed, patient, day).
-fn mix(mut value: u64) -> u64 {
+pub(super) fn mix(mut value: u64) -> u64 {
     value = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
     value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -236,23 +236,20 @@ impl Population {
     /// their event time. Deterministic: the same population and day always
     /// give the same messages.
     pub fn day(&self, day: u32) -> Vec<SimMessage> {
-        let day_start = self.start.plus_micros(i64::from(day) * MICROS_PER_DAY);
+        let day_start = self.day_start(day);
         let mut messages = Vec::new();
         for patient in &self.patients {
-            let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed
-                ^ mix(patient.index as u64)
-                ^ mix(u64::from(day) << 32)));
+            let mut rng = self.day_rng(patient, day);
             let deteriorations: Vec<&Deterioration> = self
                 .deteriorations
                 .iter()
                 .filter(|d| d.patient_index == patient.index)
                 .collect();
-            // A flaky gateway is offline for part of one day in five.
-            let offline_hours = if patient.flaky_gateway && rng.gen_bool(0.2) {
-                Some((rng.gen_range(6..14), rng.gen_range(2..9)))
-            } else {
-                None
-            };
+            let mut outages: Vec<(Timestamp, Timestamp)> =
+                short_outage(&mut rng, patient, day_start)
+                    .into_iter()
+                    .collect();
+            outages.extend(self.long_outages(patient, day));
             for device in &patient.devices {
                 let mut device_messages = super::vitals::device_day(
                     &mut rng,
@@ -261,10 +258,8 @@ impl Population {
                     day_start,
                     &deteriorations,
                 );
-                if let Some((from_hour, hours)) = offline_hours {
-                    let from = day_start.plus_micros(from_hour * MICROS_PER_HOUR);
-                    let back = from.plus_micros(hours * MICROS_PER_HOUR);
-                    for message in &mut device_messages {
+                for message in &mut device_messages {
+                    for &(from, back) in &outages {
                         if message.upload_at >= from && message.upload_at < back {
                             message.upload_at = back;
                         }
@@ -285,6 +280,73 @@ impl Population {
     /// Returns the patient with this index.
     pub fn patient(&self, index: usize) -> &SimPatient {
         &self.patients[index]
+    }
+
+    /// Returns the generator of a patient's simulated day: the same
+    /// (seed, patient, day) always gives the same draws.
+    pub(super) fn day_rng(&self, patient: &SimPatient, day: u32) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(mix(self.seed
+            ^ mix(patient.index as u64)
+            ^ mix(u64::from(day) << 32)))
+    }
+
+    /// Returns the start of simulated day `day`.
+    pub(super) fn day_start(&self, day: u32) -> Timestamp {
+        self.start.plus_micros(i64::from(day) * MICROS_PER_DAY)
+    }
+
+    /// Returns the times (from, back) a patient's gateway is offline that
+    /// touch simulated day `day`: the day's short outage, and long outages
+    /// (a router unplugged for a day or more) that reach into it. While offline nothing arrives; at `back` the gateway
+    /// uploads what it buffered: a late upload.
+    pub(super) fn outages(&self, patient: &SimPatient, day: u32) -> Vec<(Timestamp, Timestamp)> {
+        let mut rng = self.day_rng(patient, day);
+        let mut outages: Vec<(Timestamp, Timestamp)> =
+            short_outage(&mut rng, patient, self.day_start(day))
+                .into_iter()
+                .collect();
+        outages.extend(self.long_outages(patient, day));
+        outages
+    }
+
+    /// Long outages of a flaky gateway that may reach into `day`: they begin
+    /// in the first half of a day and last 26–40 hours, so those that began
+    /// up to two days before. Drawn from their own generator, so they do not
+    /// change any reading's value.
+    fn long_outages(&self, patient: &SimPatient, day: u32) -> Vec<(Timestamp, Timestamp)> {
+        const LONG_OUTAGE_SALT: u64 = 0x4F55_5441_4745;
+        let mut outages = Vec::new();
+        for began in day.saturating_sub(2)..=day {
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed
+                ^ mix(patient.index as u64)
+                ^ mix(u64::from(began) << 32)
+                ^ LONG_OUTAGE_SALT));
+            if patient.flaky_gateway && rng.gen_bool(0.06) {
+                let from = self
+                    .day_start(began)
+                    .plus_micros(rng.gen_range(0..12) * MICROS_PER_HOUR);
+                let back = from.plus_micros(rng.gen_range(26..40) * MICROS_PER_HOUR);
+                outages.push((from, back));
+            }
+        }
+        outages
+    }
+}
+
+/// A flaky gateway is offline for part of one day in five: the first draws
+/// of the patient's day generator.
+fn short_outage(
+    rng: &mut ChaCha8Rng,
+    patient: &SimPatient,
+    day_start: Timestamp,
+) -> Option<(Timestamp, Timestamp)> {
+    if patient.flaky_gateway && rng.gen_bool(0.2) {
+        let from_hour: i64 = rng.gen_range(6..14);
+        let hours: i64 = rng.gen_range(2..9);
+        let from = day_start.plus_micros(from_hour * MICROS_PER_HOUR);
+        Some((from, from.plus_micros(hours * MICROS_PER_HOUR)))
+    } else {
+        None
     }
 }
 

@@ -11,9 +11,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::payload::encode;
+use super::payload::{encode, encode_status};
 use super::population::MICROS_PER_DAY;
-use super::{Population, SimMessage};
+use super::{Population, SimMessage, SimStatus};
 use crate::domain::{DeviceId, Timestamp};
 use crate::store::{NewDevice, NewPatient, Store, StoreError};
 
@@ -38,6 +38,8 @@ pub struct PublishReport {
     pub readings: u64,
     /// Readings a faulty device sent (expected in the quarantine).
     pub faulty_readings: u64,
+    /// Device status messages (heartbeats with battery and fault).
+    pub statuses: u64,
     pub seconds: f64,
 }
 
@@ -106,6 +108,21 @@ pub fn write_truth(population: &Population, path: &Path) -> std::io::Result<()> 
     file.flush()
 }
 
+/// A message to publish: readings or a device status.
+enum Outgoing {
+    Readings(SimMessage),
+    Status(SimStatus),
+}
+
+impl Outgoing {
+    fn upload_at(&self) -> Timestamp {
+        match self {
+            Outgoing::Readings(message) => message.upload_at,
+            Outgoing::Status(status) => status.upload_at,
+        }
+    }
+}
+
 /// Publishes the population's history up to now (and, with `follow`, its
 /// future in real time) at QoS 1, and waits for the broker's acknowledgements.
 ///
@@ -155,7 +172,7 @@ pub async fn publish(
     let started = Instant::now();
     let mut report = PublishReport::default();
     let mut sequences: HashMap<String, u64> = HashMap::new();
-    let mut carried: Vec<SimMessage> = Vec::new();
+    let mut carried: Vec<Outgoing> = Vec::new();
     let mut last_progress = Instant::now();
     let mut day = 0_u32;
     'days: loop {
@@ -166,20 +183,21 @@ pub async fn publish(
             .start
             .plus_micros(i64::from(day + 1) * MICROS_PER_DAY);
         let mut messages = std::mem::take(&mut carried);
-        messages.extend(population.day(day));
-        messages.sort_by_key(|m| m.upload_at);
+        messages.extend(population.day(day).into_iter().map(Outgoing::Readings));
+        messages.extend(population.statuses(day).into_iter().map(Outgoing::Status));
+        messages.sort_by_key(Outgoing::upload_at);
         for message in messages {
-            if message.upload_at >= day_end {
+            let upload_at = message.upload_at();
+            if upload_at >= day_end {
                 carried.push(message);
                 continue;
             }
             let now = Timestamp::now();
-            if message.upload_at > now {
+            if upload_at > now {
                 if !options.follow {
                     continue;
                 }
-                let wait =
-                    Duration::from_micros((message.upload_at.micros() - now.micros()) as u64);
+                let wait = Duration::from_micros((upload_at.micros() - now.micros()) as u64);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.cancelled() => break 'days,
@@ -188,21 +206,31 @@ pub async fn publish(
             if stop.is_cancelled() {
                 break 'days;
             }
-            let seq = sequences.entry(message.device_id.clone()).or_insert(0);
-            *seq += 1;
-            let payload = encode(&message, *seq);
-            let topic = format!(
-                "{}/devices/{}/readings",
-                options.topic_root, message.device_id
-            );
+            let (topic, payload) = match &message {
+                Outgoing::Readings(message) => {
+                    let seq = sequences.entry(message.device_id.clone()).or_insert(0);
+                    *seq += 1;
+                    report.readings += message.readings.len() as u64;
+                    if message.faulty {
+                        report.faulty_readings += 1;
+                    }
+                    let topic = format!(
+                        "{}/devices/{}/readings",
+                        options.topic_root, message.device_id
+                    );
+                    (topic, encode(message, *seq))
+                }
+                Outgoing::Status(status) => {
+                    report.statuses += 1;
+                    let topic =
+                        format!("{}/devices/{}/status", options.topic_root, status.device_id);
+                    (topic, encode_status(status))
+                }
+            };
             client
                 .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await?;
             report.messages += 1;
-            report.readings += message.readings.len() as u64;
-            if message.faulty {
-                report.faulty_readings += 1;
-            }
             if let Some(rate) = options.rate {
                 let due = Duration::from_secs_f64(report.messages as f64 / rate);
                 let elapsed = started.elapsed();

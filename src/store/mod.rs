@@ -16,7 +16,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::alert_book::{Alert, AlertEvent, AlertStatus, NewAlert};
-use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
+use crate::domain::{
+    DeviceId, DeviceStatus, Metric, Reading, RejectReason, StatusReport, Timestamp,
+};
 use crate::protocols::RuleSettings;
 use crate::settings::{DatabaseKind, Settings};
 use crate::validate::DeviceRecord;
@@ -372,6 +374,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Returns a patient, `None` when it is not registered.
     async fn patient(&self, patient_id: Uuid) -> Result<Option<Patient>, StoreError>;
+
+    /// Stores device status messages: each device keeps its newest status
+    /// (by the device's time), and every heartbeat moves its `last_seen_at`.
+    /// Returns, per report, whether it is now the device's newest status
+    /// (`false` for a redelivery or an older status arriving late), in one
+    /// transaction. See [`DeviceStatus::merge`].
+    async fn record_statuses(&self, reports: &[StatusReport]) -> Result<Vec<bool>, StoreError>;
+    /// Returns a device's latest status, if it ever sent one.
+    async fn device_status(&self, device_id: &DeviceId)
+        -> Result<Option<DeviceStatus>, StoreError>;
+    /// Returns, for those of `device_ids` heard from at or after `since`,
+    /// the latest time they were heard: the arrival of a heartbeat, or of a
+    /// reading of one of `metrics` with an event time at or after
+    /// `measured_since` (a bound that keeps the lookup on the readings key).
+    async fn last_heard(
+        &self,
+        device_ids: &[DeviceId],
+        metrics: &[Metric],
+        since: Timestamp,
+        measured_since: Timestamp,
+    ) -> Result<Vec<(DeviceId, Timestamp)>, StoreError>;
+    /// Returns the event time of the patient's earliest reading of `metric`
+    /// from one of `device_ids` with an event time in `[from, to)`.
+    async fn first_reading_between(
+        &self,
+        patient_id: Uuid,
+        device_ids: &[DeviceId],
+        metric: Metric,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError>;
+    /// Returns the patient's unresolved alert for the rule, if any.
+    async fn unresolved_alert(
+        &self,
+        patient_id: Uuid,
+        rule_key: &str,
+    ) -> Result<Option<Alert>, StoreError>;
 }
 
 /// Connects to the store the settings name (without migrating).

@@ -17,7 +17,9 @@ use super::{
     StoreError, StoredReading, Team, TokenRecord, TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
-use crate::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
+use crate::domain::{
+    DeviceId, DeviceStatus, Metric, Reading, RejectReason, StatusReport, Timestamp,
+};
 use crate::settings::{DatabaseKind, Settings};
 use crate::validate::DeviceRecord;
 
@@ -657,6 +659,152 @@ impl Store for SqliteStore {
         })
         .transpose()
     }
+
+    #[tracing::instrument(skip_all, fields(statuses = reports.len()))]
+    async fn record_statuses(&self, reports: &[StatusReport]) -> Result<Vec<bool>, StoreError> {
+        // Every iteration writes first, so the transaction holds SQLite's
+        // write lock before it reads (see add_patient).
+        let mut transaction = self.pool.begin().await?;
+        let mut newest = Vec::with_capacity(reports.len());
+        let now = Timestamp::now().micros();
+        for report in reports {
+            let (fresh, _) = DeviceStatus::merge(None, report);
+            let inserted = sqlx::query(
+                "insert into device_status (device_id, patient_id, last_seen_at, status_ts, online,
+                                            battery_pct, fault, updated_at)
+                 values (?, ?, ?, ?, ?, ?, ?, ?)
+                 on conflict (device_id) do nothing",
+            )
+            .bind(fresh.device_id.as_str())
+            .bind(fresh.patient_id.to_string())
+            .bind(fresh.last_seen_at.map(Timestamp::micros))
+            .bind(fresh.status_ts.micros())
+            .bind(fresh.online)
+            .bind(fresh.battery_pct)
+            .bind(fresh.fault.as_deref())
+            .bind(now)
+            .execute(&mut *transaction)
+            .await
+            .map_err(|error| on_constraint(error, "device status"))?;
+            if inserted.rows_affected() == 1 {
+                newest.push(true);
+                continue;
+            }
+            let row = sqlx::query(&format!("{DEVICE_STATUS_SELECT} where device_id = ?"))
+                .bind(report.device_id.as_str())
+                .fetch_one(&mut *transaction)
+                .await?;
+            let previous = sqlite_device_status(&row)?;
+            let (merged, is_newest) = DeviceStatus::merge(Some(&previous), report);
+            if merged != previous {
+                sqlx::query(
+                    "update device_status set patient_id = ?2, last_seen_at = ?3, status_ts = ?4,
+                            online = ?5, battery_pct = ?6, fault = ?7, updated_at = ?8
+                     where device_id = ?1",
+                )
+                .bind(merged.device_id.as_str())
+                .bind(merged.patient_id.to_string())
+                .bind(merged.last_seen_at.map(Timestamp::micros))
+                .bind(merged.status_ts.micros())
+                .bind(merged.online)
+                .bind(merged.battery_pct)
+                .bind(merged.fault.as_deref())
+                .bind(now)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            newest.push(is_newest);
+        }
+        transaction.commit().await?;
+        Ok(newest)
+    }
+
+    async fn device_status(
+        &self,
+        device_id: &DeviceId,
+    ) -> Result<Option<DeviceStatus>, StoreError> {
+        let row = sqlx::query(&format!("{DEVICE_STATUS_SELECT} where device_id = ?"))
+            .bind(device_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sqlite_device_status).transpose()
+    }
+
+    async fn last_heard(
+        &self,
+        device_ids: &[DeviceId],
+        metrics: &[Metric],
+        since: Timestamp,
+        measured_since: Timestamp,
+    ) -> Result<Vec<(DeviceId, Timestamp)>, StoreError> {
+        let ids: Vec<&str> = device_ids.iter().map(DeviceId::as_str).collect();
+        let metrics: Vec<&str> = metrics.iter().map(|metric| metric.code()).collect();
+        let rows = sqlx::query(
+            "select device_id, max(heard) from (
+                 select device_id, last_seen_at as heard from device_status
+                  where device_id in (select value from json_each(?1)) and last_seen_at >= ?3
+                 union all
+                 select device_id, max(received_at) from readings
+                  where device_id in (select value from json_each(?1))
+                    and metric in (select value from json_each(?2))
+                    and ts >= ?4 and received_at >= ?3
+                  group by device_id
+             )
+             group by device_id",
+        )
+        .bind(serde_json::to_string(&ids).expect("strings serialize"))
+        .bind(serde_json::to_string(&metrics).expect("strings serialize"))
+        .bind(since.micros())
+        .bind(measured_since.micros())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let device_id: &str = row.get(0);
+                Ok((parse_device_id(device_id)?, Timestamp(row.get(1))))
+            })
+            .collect()
+    }
+
+    async fn first_reading_between(
+        &self,
+        patient_id: Uuid,
+        device_ids: &[DeviceId],
+        metric: Metric,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let ids: Vec<&str> = device_ids.iter().map(DeviceId::as_str).collect();
+        let first: Option<i64> = sqlx::query_scalar(
+            "select min(ts) from readings
+             where device_id in (select value from json_each(?1)) and metric = ?2
+               and ts >= ?3 and ts < ?4 and patient_id = ?5",
+        )
+        .bind(serde_json::to_string(&ids).expect("strings serialize"))
+        .bind(metric.code())
+        .bind(from.micros())
+        .bind(to.micros())
+        .bind(patient_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(first.map(Timestamp))
+    }
+
+    async fn unresolved_alert(
+        &self,
+        patient_id: Uuid,
+        rule_key: &str,
+    ) -> Result<Option<Alert>, StoreError> {
+        let row = sqlx::query(&format!(
+            "select {ALERT_COLUMNS} from alerts
+             where patient_id = ? and rule_key = ? and status <> 'resolved'"
+        ))
+        .bind(patient_id.to_string())
+        .bind(rule_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(sqlite_alert).transpose()
+    }
 }
 
 const RULE_OVERRIDE_COLUMNS: &str = "id, patient_id, rule_key, version, settings, valid_from, \
@@ -678,6 +826,28 @@ fn rule_override_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RuleOverride,
         reason: row.get(8),
         created_at: Timestamp(row.get(9)),
     })
+}
+
+/// The device status columns, in the order [`sqlite_device_status`] reads them.
+const DEVICE_STATUS_SELECT: &str =
+    "select device_id, patient_id, last_seen_at, status_ts, online, battery_pct, fault
+     from device_status";
+
+fn sqlite_device_status(row: &sqlx::sqlite::SqliteRow) -> Result<DeviceStatus, StoreError> {
+    Ok(DeviceStatus {
+        device_id: parse_device_id(row.get(0))?,
+        patient_id: parse_uuid(row.get(1))?,
+        last_seen_at: row.get::<Option<i64>, _>(2).map(Timestamp),
+        status_ts: Timestamp(row.get(3)),
+        online: row.get(4),
+        battery_pct: row.get(5),
+        fault: row.get(6),
+    })
+}
+
+fn parse_device_id(text: &str) -> Result<DeviceId, StoreError> {
+    DeviceId::parse(text)
+        .map_err(|error| StoreError::NotFound(format!("valid device id ({error})")))
 }
 
 fn sqlite_alert(row: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {

@@ -4,6 +4,12 @@
 //! acknowledges the messages (MQTT `try_ack`, or the HTTP answer) and passes
 //! the stored readings on as a [`StoredBatch`].
 //!
+//! Device statuses in a batch are validated the same way and stored right
+//! after the readings' commit (a second, small transaction, only when the
+//! batch holds statuses, so the readings' hot path is unchanged); messages
+//! are acknowledged only when both are stored. A crash between the two
+//! costs a redelivery, which both tolerate.
+//!
 //! Up to `store_concurrent_commits` commits run while the next batch gathers,
 //! so the database is busy while messages arrive. A failed commit is retried with
 //! back-off while the database is unreachable; nothing is acknowledged before
@@ -27,12 +33,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{quarantine_record, QuarantineRecord, Store, StoreError};
-use crate::domain::{DeviceId, Reading, RejectReason, Rejection, Timestamp};
+use crate::domain::{DeviceId, Reading, RejectReason, Rejection, StatusReport, Timestamp};
 use crate::ingest::{AckToken, CommitReport, IngestedBatch, RejectedItem};
 use crate::profiles::Profiles;
 use crate::settings::Settings;
 use crate::telemetry::Metrics;
-use crate::validate::{validate, DeviceRecord, ValidationClock};
+use crate::validate::{validate, validate_status, DeviceRecord, ValidationClock};
 
 /// Capacity of the channel to triage, in batches. Each batch holds up to
 /// `batch_max_rows` readings, so a few batches bound memory while triage
@@ -58,6 +64,9 @@ pub struct StoredBatch {
     /// Implausible values from registered devices, now in the quarantine:
     /// technical findings for the device's patient.
     pub implausible: Vec<ImplausibleReading>,
+    /// Device statuses stored as their device's newest (not redeliveries or
+    /// older statuses arriving late): evaluated for technical findings.
+    pub statuses: Vec<StatusReport>,
 }
 
 /// A value outside its profile's plausible range, sent by a registered
@@ -87,6 +96,7 @@ pub struct StoreWriter {
 struct MessageSpan {
     readings: Range<usize>,
     quarantine: Range<usize>,
+    statuses: Range<usize>,
     received_at: Timestamp,
     ack: AckToken,
 }
@@ -97,6 +107,7 @@ struct PreparedBatch {
     readings: Vec<Reading>,
     quarantine: Vec<QuarantineRecord>,
     implausible: Vec<ImplausibleReading>,
+    statuses: Vec<StatusReport>,
     messages: Vec<MessageSpan>,
 }
 
@@ -205,11 +216,13 @@ fn prepare(
         readings: Vec::with_capacity(total),
         quarantine: Vec::new(),
         implausible: Vec::new(),
+        statuses: Vec::new(),
         messages: Vec::with_capacity(messages.len()),
     };
     for message in messages {
         let readings_start = prepared.readings.len();
         let quarantine_start = prepared.quarantine.len();
+        let statuses_start = prepared.statuses.len();
         let source = message.source.label();
         let clock = ValidationClock {
             received_at: message.received_at,
@@ -249,9 +262,21 @@ fn prepare(
                 }
             }
         }
+        for status in &message.statuses {
+            match validate_status(status, devices.get(&status.device_id), clock) {
+                Ok(report) => prepared.statuses.push(report),
+                Err(rejection) => prepared.quarantine.push(quarantine_record(
+                    &rejection,
+                    &source,
+                    message.received_at,
+                    raw_max_bytes,
+                )),
+            }
+        }
         prepared.messages.push(MessageSpan {
             readings: readings_start..prepared.readings.len(),
             quarantine: quarantine_start..prepared.quarantine.len(),
+            statuses: statuses_start..prepared.statuses.len(),
             received_at: message.received_at,
             ack: message.ack,
         });
@@ -276,6 +301,10 @@ impl Committer {
                     None => return,
                 }
             }
+        };
+        let newest_statuses = match self.commit_statuses(&mut batch).await {
+            Some(newest) => newest,
+            None => return,
         };
         let commit_seconds = started.elapsed().as_secs_f64();
         let stored = is_new.iter().filter(|new| **new).count();
@@ -309,6 +338,7 @@ impl Committer {
                     let report = CommitReport {
                         stored,
                         duplicates: new.len() - stored,
+                        statuses: message.statuses.len(),
                         rejected: batch.quarantine[message.quarantine.clone()]
                             .iter()
                             .map(|q| RejectedItem {
@@ -323,13 +353,80 @@ impl Committer {
             }
         }
         if let Some(stored_tx) = &self.stored_tx {
+            let statuses = batch
+                .statuses
+                .into_iter()
+                .zip(newest_statuses)
+                .filter_map(|(status, newest)| newest.then_some(status))
+                .collect();
             let stored = StoredBatch {
                 readings: batch.readings,
                 is_new,
                 implausible: batch.implausible,
+                statuses,
             };
             if stored_tx.send(stored).await.is_err() {
                 tracing::debug!("triage is gone; stored batch not forwarded");
+            }
+        }
+    }
+
+    /// Stores the batch's device statuses (retrying through outages) and
+    /// returns, per status, whether it is its device's newest. Should the
+    /// database refuse them outright, they are quarantined as
+    /// `store_rejected` instead, so that they are acknowledged and not
+    /// redelivered forever. `None`: aborted at shutdown, nothing acknowledged.
+    async fn commit_statuses(&self, batch: &mut PreparedBatch) -> Option<Vec<bool>> {
+        if batch.statuses.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0_u32;
+        loop {
+            attempt += 1;
+            match self.store.record_statuses(&batch.statuses).await {
+                Ok(newest) => return Some(newest),
+                Err(error) if error.is_transient() => {
+                    self.metrics.commit_failed(&error, attempt);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.abort.cancelled() => return None,
+                    }
+                    backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "database refused device statuses; quarantining them");
+                    let records: Vec<QuarantineRecord> = batch
+                        .statuses
+                        .iter()
+                        .map(|status| {
+                            let raw = serde_json::to_vec(status).unwrap_or_default();
+                            let rejection = Rejection::new(
+                                RejectReason::StoreRejected,
+                                format!("database refused this status: {error}"),
+                                Some(status.device_id.as_str()),
+                                bytes::Bytes::from(raw),
+                            );
+                            quarantine_record(
+                                &rejection,
+                                "store",
+                                status.received_at,
+                                self.raw_max_bytes,
+                            )
+                        })
+                        .collect();
+                    match self.commit_with_retry(&[], &records).await {
+                        Ok(_) => {
+                            batch.quarantine.extend(records);
+                            return Some(vec![false; batch.statuses.len()]);
+                        }
+                        Err(CommitFailure::Aborted) => return None,
+                        Err(CommitFailure::Rejected(error)) => {
+                            tracing::error!(error = %error, "cannot even quarantine refused statuses; leaving them unacknowledged");
+                            return None;
+                        }
+                    }
+                }
             }
         }
     }
@@ -432,14 +529,19 @@ impl DeviceCache {
         let mut missing: Vec<DeviceId> = Vec::new();
         let mut seen: std::collections::HashSet<&DeviceId> = std::collections::HashSet::new();
         for message in messages {
-            for reading in &message.decoded {
-                let stale = match self.entries.get(&reading.device_id) {
+            let device_ids = message
+                .decoded
+                .iter()
+                .map(|reading| &reading.device_id)
+                .chain(message.statuses.iter().map(|status| &status.device_id));
+            for device_id in device_ids {
+                let stale = match self.entries.get(device_id) {
                     None => true,
                     Some((Some(_), fetched)) => now.duration_since(*fetched) > DEVICE_CACHE_TTL,
                     Some((None, fetched)) => now.duration_since(*fetched) > UNKNOWN_DEVICE_TTL,
                 };
-                if stale && seen.insert(&reading.device_id) {
-                    missing.push(reading.device_id.clone());
+                if stale && seen.insert(device_id) {
+                    missing.push(device_id.clone());
                 }
             }
         }

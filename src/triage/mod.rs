@@ -15,6 +15,10 @@
 //! - [`rules`]: evaluation of each protocol rule kind after a reading.
 //! - [`urgency`]: [`Finding`], its NTS level, ranking score and explanation.
 //! - [`engine`]: [`TriageEngine`], protocols plus patient states.
+//! - [`schedule`]: missed measurements against a per-patient schedule in
+//!   local time, and their cause (evaluated by a clock-driven sweep, not
+//!   per reading).
+//! - [`technical`]: how battery, fault and implausible-value signals rank.
 //! - [`replay`]: replays the PhysioNet 2019 sepsis data through the engine.
 
 pub mod anomaly;
@@ -24,6 +28,8 @@ pub mod news2;
 pub mod patient_state;
 pub mod replay;
 pub mod rules;
+pub mod schedule;
+pub mod technical;
 pub mod urgency;
 
 pub use engine::{TriageEngine, TriageError};

@@ -37,7 +37,10 @@
 //!   baseline window itself is [`BASELINE_WINDOW_DAYS`] days). Fires at or
 //!   past `delta` ("three points below"); recovers when the deviation is back
 //!   within `recover_at` (as a deviation), by default half of `delta`.
-//! - **missed_measurement**, **technical**: recognised, not yet evaluated.
+//! - **missed_measurement**, **technical**: not evaluated per reading. A
+//!   missed measurement is the absence of a reading, so a clock-driven sweep
+//!   decides it ([`super::schedule`]); technical rules rank device signals
+//!   ([`super::technical`]).
 //!
 //! [`BASELINE_WINDOW_DAYS`]: super::baseline::BASELINE_WINDOW_DAYS
 
@@ -84,7 +87,7 @@ pub struct Hit {
     pub factors: Vec<Factor>,
 }
 
-/// Whether a rule is evaluated by this module.
+/// Whether a rule is evaluated by this module, after each reading.
 pub fn is_supported(kind: RuleKind) -> bool {
     !matches!(kind, RuleKind::MissedMeasurement | RuleKind::Technical)
 }

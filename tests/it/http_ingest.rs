@@ -1,4 +1,5 @@
-//! `POST /api/v1/readings`: bearer tokens, answers after commit, problem details.
+//! `POST /api/v1/readings` and `POST /api/v1/devices/{id}/status`: bearer
+//! tokens, answers after commit, problem details.
 
 use std::time::Duration;
 
@@ -192,5 +193,64 @@ async fn health_readiness_and_unknown_paths_answer() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_status_posted_with_an_ingest_token_is_stored_before_the_answer() {
+    // Arrange
+    let app = app().await;
+    let token = ingest_token(&app.store).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/devices/scale-1/status", app.http);
+    let scale = thuiswacht::domain::DeviceId::parse("scale-1").unwrap();
+    // Act
+    let response = client
+        .post(&url)
+        .bearer_auth(&token)
+        .body(r#"{"battery_pct": 37, "fault": "E7"}"#)
+        .send()
+        .await
+        .unwrap();
+    // Assert: stored when answered.
+    assert_eq!(response.status(), 200);
+    let report: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(report["statuses"], 1);
+    let stored = app.store.device_status(&scale).await.unwrap().unwrap();
+    assert_eq!(stored.battery_pct, Some(37.0));
+    assert_eq!(stored.fault.as_deref(), Some("E7"));
+    // Without a token, with a bad body, or for an unknown device: refused.
+    let anonymous = client.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let malformed = client
+        .post(&url)
+        .bearer_auth(&token)
+        .body(r#"{"battery_pct": "full"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 422);
+    let problem: serde_json::Value = malformed.json().await.unwrap();
+    assert_eq!(problem["rejected"][0]["reason"], "malformed_payload");
+    let unknown = client
+        .post(format!("{}/api/v1/devices/scale-404/status", app.http))
+        .bearer_auth(&token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 422);
+    let problem: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(problem["rejected"][0]["reason"], "unknown_device");
+    assert_eq!(
+        app.store
+            .device_status(&scale)
+            .await
+            .unwrap()
+            .unwrap()
+            .battery_pct,
+        Some(37.0),
+        "refused statuses change nothing"
+    );
     app.stop().await;
 }

@@ -8,6 +8,7 @@ mod helpers;
 mod admin_cli;
 mod crash;
 mod db_outage;
+mod device_status;
 mod embedded;
 mod http_ingest;
 mod mqtt_ingest;

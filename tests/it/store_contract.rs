@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use thuiswacht::alert_book::{AlertStatus, NewAlert, Outcome};
-use thuiswacht::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
+use thuiswacht::alert_book::{AlertStatus, AutoResolution, NewAlert, Outcome};
+use thuiswacht::domain::{DeviceId, Metric, Reading, RejectReason, StatusReport, Timestamp};
 use thuiswacht::protocols::Priority;
 use thuiswacht::protocols::RuleSettings;
 use thuiswacht::settings::Settings;
@@ -612,6 +612,217 @@ async fn observations_store_their_readings_once(store: Arc<dyn Store>) {
     assert!(store.patient(Uuid::new_v4()).await.unwrap().is_none());
 }
 
+const SECOND: i64 = 1_000_000;
+
+fn status(device: &str, patient: Uuid, ts: i64, received: i64, battery: f64) -> StatusReport {
+    StatusReport {
+        device_id: DeviceId::parse(device).unwrap(),
+        patient_id: patient,
+        received_at: Timestamp(received * SECOND),
+        ts: Timestamp(ts * SECOND),
+        online: true,
+        battery_pct: Some(battery),
+        fault: None,
+    }
+}
+
+async fn device_status_keeps_the_newest_status_and_every_heartbeat(store: Arc<dyn Store>) {
+    // Arrange
+    let patient = seed(&store, "scale-1").await;
+    let scale = DeviceId::parse("scale-1").unwrap();
+    assert_eq!(store.device_status(&scale).await.unwrap(), None);
+    // Act: a first status; then, in one batch, its redelivery, an older status
+    // uploaded late (with a fault), and a newer one with a low battery.
+    let first = store
+        .record_statuses(&[status("scale-1", patient, 10, 11, 80.0)])
+        .await
+        .unwrap();
+    let mut older = status("scale-1", patient, 5, 40, 99.0);
+    older.fault = Some("E1".to_owned());
+    let mut newer = status("scale-1", patient, 20, 41, 15.0);
+    newer.fault = Some("E3".to_owned());
+    let second = store
+        .record_statuses(&[status("scale-1", patient, 10, 30, 80.0), older, newer])
+        .await
+        .unwrap();
+    let unknown = store
+        .record_statuses(&[status("nope-1", patient, 10, 11, 50.0)])
+        .await;
+    // Assert
+    assert_eq!(first, vec![true]);
+    assert_eq!(second, vec![false, false, true]);
+    let stored = store.device_status(&scale).await.unwrap().unwrap();
+    assert_eq!(stored.patient_id, patient);
+    assert_eq!(stored.status_ts, Timestamp(20 * SECOND));
+    assert_eq!(stored.battery_pct, Some(15.0));
+    assert_eq!(stored.fault.as_deref(), Some("E3"));
+    assert_eq!(stored.last_seen_at, Some(Timestamp(41 * SECOND)));
+    assert!(stored.online);
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "a status needs a registered device: {unknown:?}"
+    );
+    // A last will is stored but is no heartbeat.
+    let mut will = status("scale-1", patient, 50, 50, 15.0);
+    will.online = false;
+    will.battery_pct = None;
+    assert_eq!(store.record_statuses(&[will]).await.unwrap(), vec![true]);
+    let after_will = store.device_status(&scale).await.unwrap().unwrap();
+    assert!(!after_will.online);
+    assert_eq!(after_will.last_seen_at, Some(Timestamp(41 * SECOND)));
+    assert_eq!(after_will.battery_pct, Some(15.0));
+}
+
+async fn missed_measurement_lookups_see_heartbeats_arrivals_and_event_times(store: Arc<dyn Store>) {
+    // Arrange: a scale and a thermometer of one patient.
+    let patient = seed(&store, "scale-1").await;
+    store
+        .add_device(&NewDevice {
+            device_id: DeviceId::parse("thermo-1").unwrap(),
+            profile_id: "thermometer".to_owned(),
+            patient_id: patient,
+        })
+        .await
+        .unwrap();
+    let scale = DeviceId::parse("scale-1").unwrap();
+    let thermometer = DeviceId::parse("thermo-1").unwrap();
+    let day = 86_400 * SECOND;
+    // Weighed on day 1 (arrived at once) and day 3 at 08:00, the latter
+    // uploaded on day 4; the thermometer only sends heartbeats.
+    let mut late = reading(
+        "scale-1",
+        patient,
+        Metric::BodyWeight,
+        80.4,
+        3 * day + 8 * 3_600 * SECOND,
+    );
+    late.received_at = Timestamp(4 * day);
+    store
+        .commit_batch(
+            &[
+                reading("scale-1", patient, Metric::BodyWeight, 80.0, day),
+                late.clone(),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .record_statuses(&[status(
+            "thermo-1",
+            patient,
+            2 * 86_400,
+            2 * 86_400 + 5,
+            60.0,
+        )])
+        .await
+        .unwrap();
+    let devices = [scale.clone(), thermometer.clone()];
+    let metrics = [Metric::BodyWeight, Metric::BodyTemperature];
+    // Act
+    let heard_since_day_2 = store
+        .last_heard(&devices, &metrics, Timestamp(2 * day), Timestamp(-5 * day))
+        .await
+        .unwrap();
+    let heard_since_day_3 = store
+        .last_heard(&devices, &metrics, Timestamp(3 * day), Timestamp(-5 * day))
+        .await
+        .unwrap();
+    let bounded = store
+        .last_heard(
+            &devices,
+            &metrics,
+            Timestamp(3 * day),
+            Timestamp(3 * day + 9 * 3_600 * SECOND),
+        )
+        .await
+        .unwrap();
+    let first = |from: i64, to: i64, patient: Uuid| {
+        let store = store.clone();
+        let devices = devices.clone();
+        async move {
+            store
+                .first_reading_between(
+                    patient,
+                    &devices,
+                    Metric::BodyWeight,
+                    Timestamp(from),
+                    Timestamp(to),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // Assert: the scale was heard on day 4 (the late upload's arrival), the
+    // thermometer on day 2 (its heartbeat).
+    let mut heard = heard_since_day_2.clone();
+    heard.sort();
+    assert_eq!(
+        heard,
+        vec![
+            (scale.clone(), Timestamp(4 * day)),
+            (thermometer.clone(), Timestamp(2 * day + 5 * SECOND)),
+        ]
+    );
+    assert_eq!(heard_since_day_3, vec![(scale.clone(), Timestamp(4 * day))]);
+    assert!(
+        bounded.is_empty(),
+        "readings measured before measured_since are not looked at"
+    );
+    // Readings are found by event time, in a half-open window, for the patient only.
+    assert_eq!(first(3 * day, 4 * day, patient).await, Some(late.ts));
+    assert_eq!(first(day, 4 * day, patient).await, Some(Timestamp(day)));
+    assert_eq!(first(day + 1, 3 * day, patient).await, None);
+    assert_eq!(
+        first(0, day, patient).await,
+        None,
+        "the window's end is open"
+    );
+    assert_eq!(first(0, 5 * day, Uuid::new_v4()).await, None);
+}
+
+async fn the_unresolved_alert_of_a_rule_is_found_until_it_is_resolved(store: Arc<dyn Store>) {
+    // Arrange
+    let patient = seed(&store, "scale-1").await;
+    let key = "heart-failure/weight_missed";
+    assert_eq!(store.unresolved_alert(patient, key).await.unwrap(), None);
+    let (raised, _) = store
+        .raise_alert(&finding(patient, key, Priority::Low, 1_000))
+        .await
+        .unwrap();
+    // Act + Assert
+    let found = store.unresolved_alert(patient, key).await.unwrap().unwrap();
+    assert_eq!(found.id, raised.id);
+    assert_eq!(
+        store.unresolved_alert(Uuid::new_v4(), key).await.unwrap(),
+        None
+    );
+    let mut resolving = found.clone();
+    let event = resolving
+        .resolve_by_system(
+            AutoResolution::LateUpload,
+            serde_json::json!({"day": "2026-11-23"}),
+            Timestamp(5_000),
+        )
+        .unwrap();
+    store
+        .save_transition(&resolving, AlertStatus::Open, &event)
+        .await
+        .unwrap();
+    assert_eq!(store.unresolved_alert(patient, key).await.unwrap(), None);
+    let stored = store.alert(raised.id).await.unwrap().unwrap();
+    assert_eq!(stored.outcome, None);
+    assert_eq!(stored.resolved_by.as_deref(), Some("system"));
+    let events = store.alert_events(raised.id).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "auto_resolved");
+    assert_eq!(last.detail["reason"], "late_upload");
+    assert_eq!(
+        store.last_resolution(patient, key).await.unwrap(),
+        Some(Timestamp(5_000))
+    );
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -646,6 +857,9 @@ contract!(
     concurrent_writers_raise_one_alert,
     personal_settings_are_versioned_with_author_and_reason,
     observations_store_their_readings_once,
+    device_status_keeps_the_newest_status_and_every_heartbeat,
+    missed_measurement_lookups_see_heartbeats_arrivals_and_event_times,
+    the_unresolved_alert_of_a_rule_is_found_until_it_is_resolved,
 );
 
 #[tokio::test]
