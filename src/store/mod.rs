@@ -375,6 +375,21 @@ pub trait Store: Send + Sync + 'static {
     /// Returns a patient, `None` when it is not registered.
     async fn patient(&self, patient_id: Uuid) -> Result<Option<Patient>, StoreError>;
 
+    /// Returns one page of the alerts the query selects, with their patients.
+    async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError>;
+
+    /// Returns a patient's readings (from all the devices they were stored
+    /// under, and nurse observations) with event times in `[from, to)`,
+    /// oldest first, at most `limit`.
+    async fn patient_readings(
+        &self,
+        patient_id: Uuid,
+        metric: Option<Metric>,
+        from: Timestamp,
+        to: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<StoredReading>, StoreError>;
+
     /// Stores device status messages: each device keeps its newest status
     /// (by the device's time), and every heartbeat moves its `last_seen_at`.
     /// Returns, per report, whether it is now the device's newest status
@@ -485,6 +500,89 @@ fn on_constraint(error: sqlx::Error, what: &str) -> StoreError {
     }
     StoreError::from(error)
 }
+
+/// Which alerts a list shows, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertQuery {
+    /// Only alerts of patients of these teams; `None`: every team.
+    pub teams: Option<Vec<Uuid>>,
+    pub patient_id: Option<Uuid>,
+    /// Empty: every unresolved status.
+    pub statuses: Vec<AlertStatus>,
+    /// Empty: every priority.
+    pub priorities: Vec<crate::protocols::Priority>,
+    pub order: AlertOrder,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The order of an alert list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOrder {
+    /// The worklist's: priority, then score, then the earliest response target.
+    Urgency,
+    /// Newest first (a patient's history).
+    Newest,
+}
+
+impl Default for AlertQuery {
+    fn default() -> AlertQuery {
+        AlertQuery {
+            teams: None,
+            patient_id: None,
+            statuses: Vec::new(),
+            priorities: Vec::new(),
+            order: AlertOrder::Urgency,
+            limit: 100,
+            offset: 0,
+        }
+    }
+}
+
+impl AlertQuery {
+    /// Returns the status codes the query matches.
+    pub fn status_codes(&self) -> Vec<&'static str> {
+        if self.statuses.is_empty() {
+            vec!["open", "claimed", "snoozed", "escalated"]
+        } else {
+            self.statuses.iter().map(|status| status.code()).collect()
+        }
+    }
+
+    /// Returns the priority codes the query matches.
+    pub fn priority_codes(&self) -> Vec<&'static str> {
+        if self.priorities.is_empty() {
+            vec!["high", "medium", "low", "informational"]
+        } else {
+            self.priorities
+                .iter()
+                .map(|priority| crate::alert_book::priority_code(*priority))
+                .collect()
+        }
+    }
+}
+
+/// An alert with the patient and team it concerns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertListItem {
+    #[serde(flatten)]
+    pub alert: Alert,
+    pub patient_display_name: String,
+    pub team_id: Uuid,
+    pub team: String,
+}
+
+/// One page of an alert list and the number of alerts in all pages.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertPage {
+    pub items: Vec<AlertListItem>,
+    pub total: i64,
+}
+
+/// The urgency order of both stores' alert lists.
+const URGENCY_ORDER: &str =
+    "case x.priority when 'high' then 3 when 'medium' then 2 when 'low' then 1 else 0 end desc, \
+     x.score desc, x.respond_by, x.id";
 
 /// The alert columns, in the order both stores select them.
 const ALERT_COLUMNS: &str = "id, patient_id, rule_key, status, priority, nts, score, explanation, opened_at, \

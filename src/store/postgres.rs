@@ -11,9 +11,10 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::{
-    alert_from_parts, on_constraint, raw_preview, NewDevice, NewObservation, NewPatient,
-    NewRuleOverride, Patient, QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError,
-    StoredReading, Team, TokenRecord, TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL,
+    alert_from_parts, on_constraint, raw_preview, AlertListItem, AlertOrder, AlertPage, AlertQuery,
+    NewDevice, NewObservation, NewPatient, NewRuleOverride, Patient, QuarantineEntry,
+    QuarantineRecord, RuleOverride, Store, StoreError, StoredReading, Team, TokenRecord,
+    TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -644,6 +645,77 @@ impl Store for PgStore {
         }
         transaction.commit().await?;
         Ok(is_new)
+    }
+
+    async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
+        let order = match query.order {
+            AlertOrder::Urgency => URGENCY_ORDER,
+            AlertOrder::Newest => "x.opened_at desc, x.id",
+        };
+        let rows = sqlx::query(&format!(
+            "select x.*, p.display_name, p.team_id, t.name, count(*) over ()
+             from (select {ALERT_COLUMNS} from alerts
+                   where status = any($1) and priority = any($2)
+                     and ($3::uuid is null or patient_id = $3)) x
+             join patients p on p.id = x.patient_id
+             join teams t on t.id = p.team_id
+             where ($4::uuid[] is null or p.team_id = any($4))
+             order by {order}
+             limit $5 offset $6"
+        ))
+        .bind(query.status_codes())
+        .bind(query.priority_codes())
+        .bind(query.patient_id)
+        .bind(query.teams.as_deref())
+        .bind(query.limit.clamp(1, 1000))
+        .bind(query.offset.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        let total = rows.first().map_or(0, |row| row.get::<i64, _>(21));
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(AlertListItem {
+                    alert: pg_alert(row)?,
+                    patient_display_name: row.get(18),
+                    team_id: row.get(19),
+                    team: row.get(20),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(AlertPage { items, total })
+    }
+
+    async fn patient_readings(
+        &self,
+        patient_id: Uuid,
+        metric: Option<Metric>,
+        from: Timestamp,
+        to: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<StoredReading>, StoreError> {
+        // Through the patient's devices, so the readings key (device_id,
+        // metric, ts) serves the range; the patient filter keeps readings a
+        // returned device sent for someone else.
+        let rows = sqlx::query(
+            "select r.device_id, r.patient_id, r.metric, r.value, r.ts
+             from (select device_id from devices where patient_id = $1
+                   union select $2) d
+             join readings r on r.device_id = d.device_id
+             where r.patient_id = $1 and ($3::text is null or r.metric = $3)
+               and r.ts >= $4 and r.ts < $5
+             order by r.ts, r.metric
+             limit $6",
+        )
+        .bind(patient_id)
+        .bind(super::observation_device(patient_id).as_str())
+        .bind(metric.map(Metric::code))
+        .bind(to_datetime(from))
+        .bind(to_datetime(to))
+        .bind(limit.clamp(1, 100_000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(stored_reading_from_row).collect()
     }
 
     async fn patient(&self, patient_id: Uuid) -> Result<Option<Patient>, StoreError> {

@@ -12,9 +12,10 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    alert_from_parts, on_constraint, postgres::mark_new, raw_preview, NewDevice, NewObservation,
-    NewPatient, NewRuleOverride, Patient, QuarantineEntry, QuarantineRecord, RuleOverride, Store,
-    StoreError, StoredReading, Team, TokenRecord, TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL,
+    alert_from_parts, on_constraint, postgres::mark_new, raw_preview, AlertListItem, AlertOrder,
+    AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient, NewRuleOverride, Patient,
+    QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading, Team,
+    TokenRecord, TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -631,6 +632,94 @@ impl Store for SqliteStore {
         }
         transaction.commit().await?;
         Ok(is_new)
+    }
+
+    async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
+        let order = match query.order {
+            AlertOrder::Urgency => URGENCY_ORDER,
+            AlertOrder::Newest => "x.opened_at desc, x.id",
+        };
+        let mut builder: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
+            "select x.*, p.display_name, p.team_id, t.name, count(*) over ()
+             from (select {ALERT_COLUMNS} from alerts where status in ("
+        ));
+        let mut list = builder.separated(", ");
+        for code in query.status_codes() {
+            list.push_bind(code);
+        }
+        builder.push(") and priority in (");
+        let mut list = builder.separated(", ");
+        for code in query.priority_codes() {
+            list.push_bind(code);
+        }
+        builder.push(")");
+        if let Some(patient_id) = query.patient_id {
+            builder
+                .push(" and patient_id = ")
+                .push_bind(patient_id.to_string());
+        }
+        builder.push(") x join patients p on p.id = x.patient_id join teams t on t.id = p.team_id");
+        if let Some(teams) = &query.teams {
+            if teams.is_empty() {
+                builder.push(" where 0");
+            } else {
+                builder.push(" where p.team_id in (");
+                let mut list = builder.separated(", ");
+                for team in teams {
+                    list.push_bind(team.to_string());
+                }
+                builder.push(")");
+            }
+        }
+        builder
+            .push(format!(" order by {order} limit "))
+            .push_bind(query.limit.clamp(1, 1000))
+            .push(" offset ")
+            .push_bind(query.offset.max(0));
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        let total = rows.first().map_or(0, |row| row.get::<i64, _>(21));
+        let items = rows
+            .iter()
+            .map(|row| {
+                let team_id: &str = row.get(19);
+                Ok(AlertListItem {
+                    alert: sqlite_alert(row)?,
+                    patient_display_name: row.get(18),
+                    team_id: parse_uuid(team_id)?,
+                    team: row.get(20),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(AlertPage { items, total })
+    }
+
+    async fn patient_readings(
+        &self,
+        patient_id: Uuid,
+        metric: Option<Metric>,
+        from: Timestamp,
+        to: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<StoredReading>, StoreError> {
+        let rows = sqlx::query(
+            "select r.device_id, r.patient_id, r.metric, r.value, r.ts
+             from (select device_id from devices where patient_id = ?1
+                   union select ?2) d
+             join readings r on r.device_id = d.device_id
+             where r.patient_id = ?1 and (?3 is null or r.metric = ?3)
+               and r.ts >= ?4 and r.ts < ?5
+             order by r.ts, r.metric
+             limit ?6",
+        )
+        .bind(patient_id.to_string())
+        .bind(super::observation_device(patient_id).as_str().to_owned())
+        .bind(metric.map(Metric::code))
+        .bind(from.micros())
+        .bind(to.micros())
+        .bind(limit.clamp(1, 100_000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(stored_reading_from_row).collect()
     }
 
     async fn patient(&self, patient_id: Uuid) -> Result<Option<Patient>, StoreError> {

@@ -9,8 +9,8 @@ use thuiswacht::protocols::Priority;
 use thuiswacht::protocols::RuleSettings;
 use thuiswacht::settings::Settings;
 use thuiswacht::store::{
-    observation_device, NewDevice, NewObservation, NewPatient, NewRuleOverride, QuarantineRecord,
-    SqliteStore, Store, StoreError, TokenScope,
+    observation_device, AlertOrder, AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient,
+    NewRuleOverride, QuarantineRecord, SqliteStore, Store, StoreError, TokenScope,
 };
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
@@ -823,6 +823,197 @@ async fn the_unresolved_alert_of_a_rule_is_found_until_it_is_resolved(store: Arc
     );
 }
 
+async fn alert_lists_filter_by_team_status_priority_and_patient_and_page(store: Arc<dyn Store>) {
+    // Arrange: two teams; Assen's patient has three alerts, Emmen's one.
+    let assen_patient = seed(&store, "scale-1").await;
+    store.add_team("Emmen").await.unwrap();
+    let emmen_patient = store
+        .add_patient(&NewPatient {
+            id: Uuid::new_v4(),
+            team: "Emmen".to_owned(),
+            display_name: "Mevrouw Hoekstra".to_owned(),
+            birth_year: None,
+            protocols: vec!["default".to_owned()],
+        })
+        .await
+        .unwrap();
+    let teams = store.list_teams().await.unwrap();
+    let assen = teams.iter().find(|t| t.name == "Assen").unwrap().id;
+    let mut medium = finding(assen_patient, "default/fever", Priority::Medium, 1_000);
+    medium.score = 2_500.0;
+    store.raise_alert(&medium).await.unwrap();
+    let (mut low, _) = store
+        .raise_alert(&finding(
+            assen_patient,
+            "default/spo2_low",
+            Priority::Low,
+            2_000,
+        ))
+        .await
+        .unwrap();
+    store
+        .raise_alert(&finding(
+            assen_patient,
+            "default/hypotension",
+            Priority::High,
+            3_000,
+        ))
+        .await
+        .unwrap();
+    store
+        .raise_alert(&finding(
+            emmen_patient,
+            "default/fever",
+            Priority::High,
+            4_000,
+        ))
+        .await
+        .unwrap();
+    let event = low
+        .resolve("anouk", Outcome::NoActionNeeded, Timestamp(9_000))
+        .unwrap();
+    store
+        .save_transition(&low, AlertStatus::Open, &event)
+        .await
+        .unwrap();
+    let query = |change: &dyn Fn(&mut AlertQuery)| {
+        let mut query = AlertQuery::default();
+        change(&mut query);
+        query
+    };
+
+    // Act
+    let everyone = store.query_alerts(&AlertQuery::default()).await.unwrap();
+    let assen_only = store
+        .query_alerts(&query(&|q| q.teams = Some(vec![assen])))
+        .await
+        .unwrap();
+    let no_team = store
+        .query_alerts(&query(&|q| q.teams = Some(vec![])))
+        .await
+        .unwrap();
+    let resolved = store
+        .query_alerts(&query(&|q| q.statuses = vec![AlertStatus::Resolved]))
+        .await
+        .unwrap();
+    let high = store
+        .query_alerts(&query(&|q| q.priorities = vec![Priority::High]))
+        .await
+        .unwrap();
+    let second_page = store
+        .query_alerts(&query(&|q| {
+            q.limit = 1;
+            q.offset = 1;
+        }))
+        .await
+        .unwrap();
+    let history = store
+        .query_alerts(&query(&|q| {
+            q.patient_id = Some(assen_patient);
+            q.statuses = vec![AlertStatus::Open, AlertStatus::Resolved];
+            q.order = AlertOrder::Newest;
+        }))
+        .await
+        .unwrap();
+
+    // Assert: most urgent first — high (ties broken by score), then medium.
+    let rules = |page: &AlertPage| -> Vec<(String, String)> {
+        page.items
+            .iter()
+            .map(|item| {
+                (
+                    item.patient_display_name.clone(),
+                    item.alert.rule_key.clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(everyone.total, 3);
+    assert_eq!(
+        rules(&everyone),
+        vec![
+            ("Meneer Bakker".to_owned(), "default/hypotension".to_owned()),
+            ("Mevrouw Hoekstra".to_owned(), "default/fever".to_owned()),
+            ("Meneer Bakker".to_owned(), "default/fever".to_owned()),
+        ]
+    );
+    assert_eq!(assen_only.total, 2);
+    assert!(assen_only
+        .items
+        .iter()
+        .all(|item| item.team == "Assen" && item.team_id == assen));
+    assert_eq!(no_team.total, 0);
+    assert_eq!(resolved.items.len(), 1);
+    assert_eq!(
+        resolved.items[0].alert.outcome,
+        Some(Outcome::NoActionNeeded)
+    );
+    assert_eq!(high.total, 2);
+    assert_eq!(second_page.items.len(), 1);
+    assert_eq!(second_page.total, 3);
+    assert_eq!(second_page.items[0].alert.rule_key, "default/fever");
+    assert_eq!(
+        second_page.items[0].patient_display_name,
+        "Mevrouw Hoekstra"
+    );
+    assert_eq!(
+        history
+            .items
+            .iter()
+            .map(|i| i.alert.rule_key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["default/hypotension", "default/spo2_low", "default/fever"],
+        "newest first, open and resolved"
+    );
+}
+
+async fn patient_readings_come_from_every_device_and_observations(store: Arc<dyn Store>) {
+    // Arrange
+    let patient = seed(&store, "scale-1").await;
+    let observation = observation_device(patient);
+    store
+        .commit_batch(
+            &[
+                reading("scale-1", patient, Metric::BodyWeight, 80.0, 1_000),
+                reading("scale-1", patient, Metric::BodyWeight, 80.4, 2_000),
+                reading(
+                    observation.as_str(),
+                    patient,
+                    Metric::RespiratoryRate,
+                    22.0,
+                    1_500,
+                ),
+                // The same device id stored for someone else stays out.
+                reading("scale-1", Uuid::new_v4(), Metric::BodyWeight, 99.0, 1_800),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Act
+    let all = store
+        .patient_readings(patient, None, Timestamp(0), Timestamp(10_000), 100)
+        .await
+        .unwrap();
+    let weights = store
+        .patient_readings(
+            patient,
+            Some(Metric::BodyWeight),
+            Timestamp(1_000),
+            Timestamp(2_000),
+            100,
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    let values: Vec<f64> = all.iter().map(|r| r.value).collect();
+    assert_eq!(values, vec![80.0, 22.0, 80.4]);
+    assert_eq!(weights.len(), 1, "from inclusive, to exclusive");
+    assert_eq!(weights[0].value, 80.0);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -856,6 +1047,8 @@ contract!(
     alert_transitions_are_saved_once_and_stale_copies_are_refused,
     concurrent_writers_raise_one_alert,
     personal_settings_are_versioned_with_author_and_reason,
+    alert_lists_filter_by_team_status_priority_and_patient_and_page,
+    patient_readings_come_from_every_device_and_observations,
     observations_store_their_readings_once,
     device_status_keeps_the_newest_status_and_every_heartbeat,
     missed_measurement_lookups_see_heartbeats_arrivals_and_event_times,
