@@ -375,6 +375,10 @@ pub trait Store: Send + Sync + 'static {
     /// Returns a patient, `None` when it is not registered.
     async fn patient(&self, patient_id: Uuid) -> Result<Option<Patient>, StoreError>;
 
+    /// Subscribes to committed alert changes: on PostgreSQL those of every
+    /// instance (LISTEN/NOTIFY), on SQLite those of this process.
+    fn alert_changes(&self) -> tokio::sync::broadcast::Receiver<AlertChange>;
+
     /// Returns one page of the alerts the query selects, with their patients.
     async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError>;
 
@@ -500,6 +504,20 @@ fn on_constraint(error: sqlx::Error, what: &str) -> StoreError {
     }
     StoreError::from(error)
 }
+
+/// A change to an alert (an `alert_events` row), announced to every
+/// subscriber of [`Store::alert_changes`] once committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AlertChange {
+    pub alert_id: Uuid,
+    pub patient_id: Uuid,
+    /// The event kind: raised, updated, claimed, resolved, …
+    pub kind: String,
+}
+
+/// How many changes a slow subscriber may fall behind before it misses some
+/// (it is then told so and reloads).
+pub const ALERT_CHANGES_CAPACITY: usize = 4096;
 
 /// Which alerts a list shows, and how.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,7 @@
 //! The PostgreSQL store (TimescaleDB when present; see `migrations/postgres`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,10 +12,10 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::{
-    alert_from_parts, on_constraint, raw_preview, AlertListItem, AlertOrder, AlertPage, AlertQuery,
-    NewDevice, NewObservation, NewPatient, NewRuleOverride, Patient, QuarantineEntry,
-    QuarantineRecord, RuleOverride, Store, StoreError, StoredReading, Team, TokenRecord,
-    TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
+    alert_from_parts, on_constraint, raw_preview, AlertChange, AlertListItem, AlertOrder,
+    AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient, NewRuleOverride, Patient,
+    QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading, Team,
+    TokenRecord, TokenScope, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -30,6 +31,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/post
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    changes: tokio::sync::broadcast::Sender<AlertChange>,
+    /// Whether the LISTEN task runs (started by the first subscriber).
+    listening: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PgStore {
@@ -48,12 +52,69 @@ impl PgStore {
             .max_connections(settings.db_max_connections)
             .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
             .connect_lazy_with(options.application_name("thuiswacht"));
-        Ok(PgStore { pool })
+        Ok(PgStore::from_pool(pool))
     }
 
     /// Wraps an existing pool (tests use `#[sqlx::test]` pools).
     pub fn from_pool(pool: PgPool) -> PgStore {
-        PgStore { pool }
+        PgStore {
+            pool,
+            changes: tokio::sync::broadcast::channel(ALERT_CHANGES_CAPACITY).0,
+            listening: Arc::default(),
+        }
+    }
+
+    /// Forwards the notifications of `notify_alert_change` (migration 0010)
+    /// to the subscribers until none is left. Reconnects after a lost
+    /// connection; changes made meanwhile are not announced, so subscribers
+    /// are told to reload (a `resync` change).
+    async fn listen(pool: PgPool, changes: tokio::sync::broadcast::Sender<AlertChange>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot listen for alert changes; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            if let Err(error) = listener.listen("thuiswacht_alert_changes").await {
+                tracing::warn!(error = %error, "cannot listen for alert changes; retrying");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            backoff = Duration::from_millis(200);
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
+                        match serde_json::from_str::<AlertChange>(notification.payload()) {
+                            Ok(change) => {
+                                if changes.send(change).is_err() {
+                                    // Nobody listens any more; a new subscriber restarts us.
+                                    return;
+                                }
+                            }
+                            Err(error) => tracing::warn!(error = %error, "malformed alert change"),
+                        }
+                    }
+                    Ok(None) => {
+                        // The connection was lost and is re-established by the
+                        // next call; whatever changed meanwhile was missed.
+                        let _ = changes.send(AlertChange {
+                            alert_id: Uuid::nil(),
+                            patient_id: Uuid::nil(),
+                            kind: "resync".to_owned(),
+                        });
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "alert change listener failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// Returns the pool.
@@ -645,6 +706,23 @@ impl Store for PgStore {
         }
         transaction.commit().await?;
         Ok(is_new)
+    }
+
+    fn alert_changes(&self) -> tokio::sync::broadcast::Receiver<AlertChange> {
+        let receiver = self.changes.subscribe();
+        let already = self
+            .listening
+            .swap(true, std::sync::atomic::Ordering::AcqRel);
+        if !already {
+            let pool = self.pool.clone();
+            let changes = self.changes.clone();
+            let listening = self.listening.clone();
+            tokio::spawn(async move {
+                PgStore::listen(pool, changes).await;
+                listening.store(false, std::sync::atomic::Ordering::Release);
+            });
+        }
+        receiver
     }
 
     async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {

@@ -12,10 +12,11 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    alert_from_parts, on_constraint, postgres::mark_new, raw_preview, AlertListItem, AlertOrder,
-    AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient, NewRuleOverride, Patient,
-    QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading, Team,
-    TokenRecord, TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
+    alert_from_parts, on_constraint, postgres::mark_new, raw_preview, AlertChange, AlertListItem,
+    AlertOrder, AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient, NewRuleOverride,
+    Patient, QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading,
+    Team, TokenRecord, TokenScope, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL,
+    URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -34,6 +35,7 @@ const READINGS_PER_STATEMENT: usize = 5_000;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    changes: tokio::sync::broadcast::Sender<AlertChange>,
 }
 
 impl SqliteStore {
@@ -60,7 +62,10 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            changes: tokio::sync::broadcast::channel(ALERT_CHANGES_CAPACITY).0,
+        })
     }
 
     /// Returns the pool.
@@ -420,7 +425,14 @@ impl Store for SqliteStore {
             .fetch_one(&mut *transaction)
             .await?;
         transaction.commit().await?;
-        Ok((sqlite_alert(&row)?, created))
+        let stored = sqlite_alert(&row)?;
+        // No subscriber is no error.
+        let _ = self.changes.send(AlertChange {
+            alert_id: stored.id,
+            patient_id: stored.patient_id,
+            kind: kind.to_owned(),
+        });
+        Ok((stored, created))
     }
 
     async fn last_resolution(
@@ -494,6 +506,11 @@ impl Store for SqliteStore {
         .execute(&mut *transaction)
         .await?;
         transaction.commit().await?;
+        let _ = self.changes.send(AlertChange {
+            alert_id: alert.id,
+            patient_id: alert.patient_id,
+            kind: event.kind.clone(),
+        });
         Ok(())
     }
 
@@ -632,6 +649,10 @@ impl Store for SqliteStore {
         }
         transaction.commit().await?;
         Ok(is_new)
+    }
+
+    fn alert_changes(&self) -> tokio::sync::broadcast::Receiver<AlertChange> {
+        self.changes.subscribe()
     }
 
     async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {

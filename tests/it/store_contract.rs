@@ -1014,6 +1014,47 @@ async fn patient_readings_come_from_every_device_and_observations(store: Arc<dyn
     assert_eq!(weights[0].value, 80.0);
 }
 
+async fn committed_alert_changes_are_announced(store: Arc<dyn Store>) {
+    // Arrange: a subscriber; on PostgreSQL its LISTEN starts in the background.
+    let patient = seed(&store, "scale-1").await;
+    let mut changes = store.alert_changes();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // Act: raise, update with new evidence, claim.
+    let (mut alert, _) = store
+        .raise_alert(&finding(patient, "default/fever", Priority::Medium, 1_000))
+        .await
+        .unwrap();
+    store
+        .raise_alert(&finding(patient, "default/fever", Priority::Medium, 2_000))
+        .await
+        .unwrap();
+    let event = alert.claim("anouk", Timestamp(3_000)).unwrap();
+    store
+        .save_transition(&alert, AlertStatus::Open, &event)
+        .await
+        .unwrap();
+    let refused = alert.claim("bram", Timestamp(4_000));
+
+    // Assert: three announcements in commit order, nothing for the refusal.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let change = tokio::time::timeout(std::time::Duration::from_secs(5), changes.recv())
+            .await
+            .expect("a change within 5 s")
+            .unwrap();
+        assert_eq!((change.alert_id, change.patient_id), (alert.id, patient));
+        seen.push(change.kind);
+    }
+    assert_eq!(seen, vec!["raised", "updated", "claimed"]);
+    assert!(refused.is_err());
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), changes.recv())
+            .await
+            .is_err()
+    );
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -1049,6 +1090,7 @@ contract!(
     personal_settings_are_versioned_with_author_and_reason,
     alert_lists_filter_by_team_status_priority_and_patient_and_page,
     patient_readings_come_from_every_device_and_observations,
+    committed_alert_changes_are_announced,
     observations_store_their_readings_once,
     device_status_keeps_the_newest_status_and_every_heartbeat,
     missed_measurement_lookups_see_heartbeats_arrivals_and_event_times,
