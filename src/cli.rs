@@ -131,6 +131,18 @@ pub enum AdminCommand {
 pub enum TeamCommand {
     /// Create a team; prints its id.
     Add { name: String },
+    /// Set the team's response target for a priority (wins over the protocols').
+    Target {
+        #[arg(long)]
+        team: String,
+        #[arg(long, value_parser = ["high", "medium", "low", "informational"])]
+        priority: String,
+        #[arg(long)]
+        minutes: u32,
+        /// Who sets it.
+        #[arg(long)]
+        author: String,
+    },
     /// List teams.
     List,
 }

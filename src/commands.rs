@@ -168,6 +168,49 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
             }
         }
         AdminCommand::Team {
+            command:
+                TeamCommand::Target {
+                    team,
+                    priority,
+                    minutes,
+                    author,
+                },
+        } => {
+            anyhow::ensure!(
+                minutes > 0,
+                "a response target is a positive number of minutes"
+            );
+            anyhow::ensure!(!author.trim().is_empty(), "give the author");
+            let Some(found) = store
+                .list_teams()
+                .await?
+                .into_iter()
+                .find(|t| t.name == team)
+            else {
+                anyhow::bail!("team {team} not found");
+            };
+            let priority = crate::alert_book::priority_from_code(&priority)
+                .context("priority must be high, medium, low or informational")?;
+            store
+                .set_team_response_target(&crate::store::TeamResponseTarget {
+                    team_id: found.id,
+                    priority,
+                    minutes,
+                    updated_by: author.trim().to_owned(),
+                })
+                .await?;
+            if json {
+                print_json(
+                    &serde_json::json!({"team": team, "priority": priority, "minutes": minutes}),
+                )?;
+            } else {
+                println!(
+                    "{team}\t{}\t{minutes}",
+                    crate::alert_book::priority_code(priority)
+                );
+            }
+        }
+        AdminCommand::Team {
             command: TeamCommand::List,
         } => {
             let teams = store.list_teams().await?;

@@ -15,7 +15,7 @@
 //! Shutdown: the stage ends when its input closes, after recording what it
 //! has; the sweeper ends on the shutdown token.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::technical::TechnicalRecorder;
 use super::NewAlert;
 use crate::domain::{DeviceId, Reading, Timestamp};
-use crate::protocols::Protocol;
+use crate::protocols::{Priority, Protocol};
 use crate::store::writer::StoredBatch;
 use crate::store::{Store, StoreError};
 use crate::triage::engine::{PersonalSettings, TriageEngine};
@@ -42,6 +42,55 @@ pub const PERSONAL_SETTINGS_POLL: Duration = Duration::from_secs(2);
 
 /// How often overdue alerts are looked for.
 const ESCALATION_SWEEP: Duration = Duration::from_secs(30);
+
+/// Response targets in force: a team's own (set by its coordinators) over
+/// the protocol's.
+#[derive(Debug, Default, Clone)]
+pub struct ResponseTargets {
+    team_of_patient: HashMap<Uuid, Uuid>,
+    by_team: HashMap<(Uuid, Priority), u32>,
+}
+
+impl ResponseTargets {
+    /// Returns the minutes within which an alert of `priority` from
+    /// `protocol` should be claimed for `patient_id`.
+    pub fn minutes(
+        &self,
+        patient_id: Uuid,
+        priority: Priority,
+        protocol: Option<&Protocol>,
+    ) -> u32 {
+        self.team_of_patient
+            .get(&patient_id)
+            .and_then(|team| self.by_team.get(&(*team, priority)))
+            .copied()
+            .or_else(|| protocol.and_then(|p| p.response_targets.get(&priority).copied()))
+            .unwrap_or(24 * 60)
+    }
+
+    /// Reads the team targets and which team each patient belongs to.
+    ///
+    /// # Errors
+    /// Returns a store error when they cannot be read.
+    pub async fn load(store: &dyn Store) -> Result<ResponseTargets, StoreError> {
+        let team_of_patient = store
+            .list_patients()
+            .await?
+            .into_iter()
+            .map(|patient| (patient.id, patient.team_id))
+            .collect();
+        let by_team = store
+            .team_response_targets()
+            .await?
+            .into_iter()
+            .map(|target| ((target.team_id, target.priority), target.minutes))
+            .collect();
+        Ok(ResponseTargets {
+            team_of_patient,
+            by_team,
+        })
+    }
+}
 
 /// The stage.
 pub struct TriageStage {
@@ -190,6 +239,7 @@ impl TriageStage {
         let mut findings = Vec::new();
         let mut personal_seen = 0;
         let mut personal_checked: Option<Instant> = None;
+        let mut targets = ResponseTargets::default();
         let mut technical = TechnicalRecorder::new(self.store.clone(), self.protocols.clone());
         while let Some(batch) = stored_rx.recv().await {
             // Patients registered since the last look are picked up here.
@@ -215,6 +265,10 @@ impl TriageStage {
                     }
                     Err(error) => tracing::warn!(error = %error, "personal settings unavailable"),
                 }
+                match ResponseTargets::load(self.store.as_ref()).await {
+                    Ok(loaded) => targets = loaded,
+                    Err(error) => tracing::warn!(error = %error, "response targets unavailable"),
+                }
             }
             for (reading, is_new) in batch.readings.iter().zip(&batch.is_new) {
                 if *is_new {
@@ -222,7 +276,7 @@ impl TriageStage {
                 }
             }
             for finding in findings.drain(..) {
-                self.record(&finding).await;
+                self.record(&finding, &targets).await;
             }
             for implausible in &batch.implausible {
                 technical.record_implausible(implausible).await;
@@ -235,7 +289,7 @@ impl TriageStage {
     }
 
     /// Records a raised or ongoing finding in the alert book.
-    async fn record(&self, finding: &Finding) {
+    async fn record(&self, finding: &Finding, targets: &ResponseTargets) {
         if finding.transition == Transition::Recovered {
             return;
         }
@@ -260,12 +314,11 @@ impl TriageStage {
             }
         }
         let protocol_id = finding.rule_id.split('/').next().unwrap_or_default();
-        let response_minutes = self
-            .protocols
-            .get(protocol_id)
-            .and_then(|protocol| protocol.response_targets.get(&finding.priority))
-            .copied()
-            .unwrap_or(24 * 60);
+        let response_minutes = targets.minutes(
+            finding.patient_id,
+            finding.priority,
+            self.protocols.get(protocol_id),
+        );
         let alert = NewAlert {
             patient_id: finding.patient_id,
             rule_key: finding.rule_id.clone(),

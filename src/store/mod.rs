@@ -379,6 +379,13 @@ pub trait Store: Send + Sync + 'static {
     /// instance (LISTEN/NOTIFY), on SQLite those of this process.
     fn alert_changes(&self) -> tokio::sync::broadcast::Receiver<AlertChange>;
 
+    /// Sets a team's response target for a priority (replacing the previous one).
+    async fn set_team_response_target(&self, target: &TeamResponseTarget)
+        -> Result<(), StoreError>;
+
+    /// Returns every team's response targets.
+    async fn team_response_targets(&self) -> Result<Vec<TeamResponseTarget>, StoreError>;
+
     /// Returns one page of the alerts the query selects, with their patients.
     async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError>;
 
@@ -518,6 +525,15 @@ pub struct AlertChange {
 /// How many changes a slow subscriber may fall behind before it misses some
 /// (it is then told so and reloads).
 pub const ALERT_CHANGES_CAPACITY: usize = 4096;
+
+/// A team's response target for one priority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TeamResponseTarget {
+    pub team_id: Uuid,
+    pub priority: crate::protocols::Priority,
+    pub minutes: u32,
+    pub updated_by: String,
+}
 
 /// Which alerts a list shows, and how.
 #[derive(Debug, Clone, PartialEq)]

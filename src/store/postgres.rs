@@ -15,7 +15,8 @@ use super::{
     alert_from_parts, on_constraint, raw_preview, AlertChange, AlertListItem, AlertOrder,
     AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient, NewRuleOverride, Patient,
     QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading, Team,
-    TokenRecord, TokenScope, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
+    TeamResponseTarget, TokenRecord, TokenScope, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS,
+    RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -723,6 +724,45 @@ impl Store for PgStore {
             });
         }
         receiver
+    }
+
+    async fn set_team_response_target(
+        &self,
+        target: &TeamResponseTarget,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "insert into team_response_targets (team_id, priority, minutes, updated_by)
+             values ($1, $2, $3, $4)
+             on conflict (team_id, priority) do update set
+                 minutes = excluded.minutes, updated_by = excluded.updated_by, updated_at = now()",
+        )
+        .bind(target.team_id)
+        .bind(priority_code(target.priority))
+        .bind(i32::try_from(target.minutes).unwrap_or(i32::MAX))
+        .bind(&target.updated_by)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| on_constraint(error, "team"))?;
+        Ok(())
+    }
+
+    async fn team_response_targets(&self) -> Result<Vec<TeamResponseTarget>, StoreError> {
+        let rows =
+            sqlx::query("select team_id, priority, minutes, updated_by from team_response_targets")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let priority: &str = row.get(1);
+                Ok(TeamResponseTarget {
+                    team_id: row.get(0),
+                    priority: crate::alert_book::priority_from_code(priority)
+                        .ok_or_else(|| StoreError::NotFound(format!("priority {priority}")))?,
+                    minutes: u32::try_from(row.get::<i32, _>(2)).unwrap_or(1),
+                    updated_by: row.get(3),
+                })
+            })
+            .collect()
     }
 
     async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {

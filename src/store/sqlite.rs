@@ -15,8 +15,8 @@ use super::{
     alert_from_parts, on_constraint, postgres::mark_new, raw_preview, AlertChange, AlertListItem,
     AlertOrder, AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient, NewRuleOverride,
     Patient, QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading,
-    Team, TokenRecord, TokenScope, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL,
-    URGENCY_ORDER,
+    Team, TeamResponseTarget, TokenRecord, TokenScope, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS,
+    RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -653,6 +653,48 @@ impl Store for SqliteStore {
 
     fn alert_changes(&self) -> tokio::sync::broadcast::Receiver<AlertChange> {
         self.changes.subscribe()
+    }
+
+    async fn set_team_response_target(
+        &self,
+        target: &TeamResponseTarget,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "insert into team_response_targets (team_id, priority, minutes, updated_by, updated_at)
+             values (?, ?, ?, ?, ?)
+             on conflict (team_id, priority) do update set
+                 minutes = excluded.minutes, updated_by = excluded.updated_by,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(target.team_id.to_string())
+        .bind(priority_code(target.priority))
+        .bind(i64::from(target.minutes))
+        .bind(&target.updated_by)
+        .bind(Timestamp::now().micros())
+        .execute(&self.pool)
+        .await
+        .map_err(|error| on_constraint(error, "team"))?;
+        Ok(())
+    }
+
+    async fn team_response_targets(&self) -> Result<Vec<TeamResponseTarget>, StoreError> {
+        let rows =
+            sqlx::query("select team_id, priority, minutes, updated_by from team_response_targets")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let team_id: &str = row.get(0);
+                let priority: &str = row.get(1);
+                Ok(TeamResponseTarget {
+                    team_id: parse_uuid(team_id)?,
+                    priority: crate::alert_book::priority_from_code(priority)
+                        .ok_or_else(|| StoreError::NotFound(format!("priority {priority}")))?,
+                    minutes: u32::try_from(row.get::<i64, _>(2)).unwrap_or(1),
+                    updated_by: row.get(3),
+                })
+            })
+            .collect()
     }
 
     async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {

@@ -305,3 +305,51 @@ async fn implausible_values_become_a_technical_alert_ranked_below_clinical_ones(
     publisher.disconnect().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_response_target_wins_over_the_protocol() {
+    // Arrange: this team answers medium alerts within 45 minutes, not 240.
+    let database = TestDatabase::create().await;
+    let root = unique_topic_root();
+    let app = TestApp::spawn(test_settings(&database.url, &root)).await;
+    let patient = register_devices(&app.store, &[("thermo-1", "thermometer")]).await;
+    let team_id = app.store.patient(patient).await.unwrap().unwrap().team_id;
+    app.store
+        .set_team_response_target(&thuiswacht::store::TeamResponseTarget {
+            team_id,
+            priority: Priority::Medium,
+            minutes: 45,
+            updated_by: "coördinator Jansen".to_owned(),
+        })
+        .await
+        .unwrap();
+    let publisher = Publisher::connect(&mqtt_url()).await;
+
+    // Act
+    publisher
+        .publish(
+            &readings_topic(&root, "thermo-1"),
+            v1_payload(
+                "thermo-1",
+                "body_temperature",
+                "Cel",
+                now_seconds() - 60,
+                1,
+                38.6,
+            ),
+        )
+        .await;
+
+    // Assert
+    let alert = wait_for_alerts(&app, 1).await.remove(0);
+    assert_eq!(alert.priority, Priority::Medium);
+    assert_eq!(
+        alert.respond_by.micros() - alert.opened_at.micros(),
+        45 * 60_000_000
+    );
+    let targets = app.store.team_response_targets().await.unwrap();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].updated_by, "coördinator Jansen");
+    publisher.disconnect().await;
+    app.stop().await;
+}
