@@ -81,6 +81,13 @@ pub struct Rule {
     /// For technical rules: the device signal the rule is about.
     #[serde(default)]
     pub signal: Option<TechnicalSignal>,
+    /// For trend rules: a second metric that must change by `with_delta`
+    /// over the same window at the same time ("heart rate rising while SpO2
+    /// falls").
+    #[serde(default)]
+    pub with_metric: Option<Metric>,
+    #[serde(default)]
+    pub with_delta: Option<f64>,
     pub priority: Priority,
 }
 
@@ -197,6 +204,17 @@ impl Rule {
         if rule.signal.is_some() && rule.kind != RuleKind::Technical {
             problems.push(format!("{at}: only a technical rule takes a signal"));
         }
+        match (rule.with_metric, rule.with_delta) {
+            (None, None) => {}
+            (Some(_), Some(delta)) if rule.kind == RuleKind::Trend && delta != 0.0 => {
+                if rule.with_metric == rule.metric {
+                    problems.push(format!("{at}: with_metric must differ from metric"));
+                }
+            }
+            _ => problems.push(format!(
+                "{at}: with_metric and a non-zero with_delta go together, on a trend rule"
+            )),
+        }
         if rule.repeat_count == 0 || rule.repeat_count > rule.repeat_of {
             problems.push(format!(
                 "{at}: repeat_count must be between 1 and repeat_of"
@@ -242,9 +260,11 @@ impl Rule {
                 }
             }
             RuleKind::Trend | RuleKind::BaselineDeviation => {
-                if rule.delta.is_none() || rule.window_hours.unwrap_or(0) == 0 {
+                if rule.delta.is_none_or(|delta| delta == 0.0)
+                    || rule.window_hours.unwrap_or(0) == 0
+                {
                     problems.push(format!(
-                        "{at}: a trend needs delta and a positive window_hours"
+                        "{at}: a trend needs a non-zero delta and a positive window_hours"
                     ));
                 }
             }

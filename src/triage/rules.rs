@@ -381,9 +381,90 @@ fn trend(
     trigger: Trigger,
     state: &mut RuleState,
 ) -> Option<Hit> {
-    let (metric, history) = own_history(rule, patient, trigger)?;
+    let metric = rule.metric?;
+    if trigger.metric != metric && rule.with_metric != Some(trigger.metric) {
+        return None;
+    }
     let delta = rule.delta?;
     let window_hours = rule.window_hours?;
+    let history = patient.history(metric);
+    let primary = window_change(history, delta, window_hours);
+    let mut condition = primary.is_some_and(|change| change.meets(delta));
+    // The companion metric: its own change over the same window, ending
+    // within that window of the primary's newest reading.
+    let companion = match (rule.with_metric, rule.with_delta) {
+        (Some(with_metric), Some(with_delta)) => {
+            let change = window_change(patient.history(with_metric), with_delta, window_hours);
+            let together = match (primary, change) {
+                (Some(primary), Some(change)) => {
+                    (primary.to_ts.micros() - change.to_ts.micros()).abs()
+                        <= i64::from(window_hours) * MICROS_PER_HOUR
+                }
+                _ => false,
+            };
+            condition &= together && change.is_some_and(|change| change.meets(with_delta));
+            Some((with_metric, with_delta, change))
+        }
+        _ => None,
+    };
+    let transition = transition_for(state, condition)?;
+    let (to_ts, _) = history.newest()?;
+    let primary = primary.unwrap_or(WindowChange {
+        from_ts: to_ts,
+        from_value: level(history, history.len() - 1),
+        to_ts,
+        to_value: level(history, history.len() - 1),
+        change: 0.0,
+    });
+    let baseline = personal_baseline(history, metric, to_ts, patient.spo2_scale_two);
+    let mut factors = vec![primary.factor(metric, delta, window_hours)];
+    if let Some((with_metric, with_delta, Some(change))) = companion {
+        factors.push(change.factor(with_metric, with_delta, window_hours));
+    }
+    Some(Hit {
+        transition,
+        excess_in_spreads: (primary.change - delta).abs() / baseline.mad,
+        factors,
+    })
+}
+
+/// A change of a metric's level over a window ending at its newest reading.
+#[derive(Debug, Clone, Copy)]
+struct WindowChange {
+    from_ts: Timestamp,
+    from_value: f64,
+    to_ts: Timestamp,
+    to_value: f64,
+    change: f64,
+}
+
+impl WindowChange {
+    /// Whether the change exceeds `delta` strictly in its direction.
+    fn meets(self, delta: f64) -> bool {
+        if delta > 0.0 {
+            self.change > delta
+        } else {
+            self.change < delta
+        }
+    }
+
+    fn factor(self, metric: Metric, delta: f64, window_hours: u32) -> Factor {
+        Factor::Trend {
+            metric,
+            from_value: self.from_value,
+            from_ts: self.from_ts,
+            to_value: self.to_value,
+            change: self.change,
+            delta,
+            window_hours,
+        }
+    }
+}
+
+/// Returns the newest level minus the extreme level (lowest for a rise,
+/// highest for a fall) of the window before it; `None` without a newest
+/// reading or an earlier one in the window.
+fn window_change(history: &MetricHistory, delta: f64, window_hours: u32) -> Option<WindowChange> {
     let (to_ts, _) = history.newest()?;
     let newest_index = history.len() - 1;
     let to_value = level(history, newest_index);
@@ -407,30 +488,13 @@ fn trend(
             extreme = Some((ts, value));
         }
     }
-    let change = extreme.map(|(_, from_value)| to_value - from_value);
-    let condition = change.is_some_and(|change| {
-        if rising {
-            change > delta
-        } else {
-            change < delta
-        }
-    });
-    let transition = transition_for(state, condition)?;
-    let (from_ts, from_value) = extreme.unwrap_or((to_ts, to_value));
-    let change = change.unwrap_or(0.0);
-    let baseline = personal_baseline(history, metric, to_ts, patient.spo2_scale_two);
-    Some(Hit {
-        transition,
-        excess_in_spreads: (change - delta).abs() / baseline.mad,
-        factors: vec![Factor::Trend {
-            metric,
-            from_value,
-            from_ts,
-            to_value,
-            change,
-            delta,
-            window_hours,
-        }],
+    let (from_ts, from_value) = extreme?;
+    Some(WindowChange {
+        from_ts,
+        from_value,
+        to_ts,
+        to_value,
+        change: to_value - from_value,
     })
 }
 
@@ -878,6 +942,87 @@ mod tests {
                 Some(Transition::Recovered)
             ]
         );
+    }
+
+    #[test]
+    fn pulse_rising_fires_only_while_spo2_falls_in_the_same_window() {
+        // Arrange
+        let combined = rule(
+            "kind = \"trend\"\nmetric = \"heart_rate\"\ndelta = 12\nwith_metric = \"spo2\"\nwith_delta = -3\nwindow_hours = 24",
+        );
+        let (mut patient, mut state) = (patient(), RuleState::default());
+
+        // Act: the pulse rises 15 with SpO2 steady; then SpO2 falls 4.
+        let pulse = run(
+            &combined,
+            &mut patient,
+            &mut state,
+            Metric::HeartRate,
+            &[(0, 70.0), (600, 85.0)],
+        );
+        let spo2 = run(
+            &combined,
+            &mut patient,
+            &mut state,
+            Metric::Spo2,
+            &[(0, 96.0), (300, 95.0), (610, 92.0)],
+        );
+        let explanation = evaluate(
+            &combined,
+            &patient,
+            Trigger {
+                metric: Metric::Spo2,
+                ts: Timestamp(610 * MINUTE),
+                late: false,
+            },
+            &mut state.clone(),
+        )
+        .unwrap()
+        .factors;
+        // The SpO2 recovers: the pattern is over.
+        let recovered = run(
+            &combined,
+            &mut patient,
+            &mut state,
+            Metric::Spo2,
+            &[(700, 96.0)],
+        );
+
+        // Assert
+        assert_eq!(
+            pulse,
+            vec![None, None],
+            "a rising pulse alone is not the pattern"
+        );
+        assert_eq!(spo2, vec![None, None, Some(Transition::Raised)]);
+        let metrics: Vec<Metric> = explanation
+            .iter()
+            .filter_map(|factor| match factor {
+                Factor::Trend { metric, .. } => Some(*metric),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(metrics, vec![Metric::HeartRate, Metric::Spo2]);
+        assert_eq!(recovered, vec![Some(Transition::Recovered)]);
+    }
+
+    #[test]
+    fn a_companion_metric_needs_its_delta_and_a_trend_rule() {
+        let text = |extra: &str| {
+            format!("name = \"t\"\n[response_targets]\nhigh = 60\nmedium = 240\nlow = 1440\n[[rule]]\nid = \"r\"\npriority = \"high\"\n{extra}")
+        };
+        assert!(Protocol::parse(&text(
+            "kind = \"trend\"\nmetric = \"heart_rate\"\ndelta = 12\nwith_metric = \"spo2\"\nwindow_hours = 24"
+        ))
+        .is_err());
+        assert!(Protocol::parse(&text(
+            "kind = \"threshold\"\nmetric = \"heart_rate\"\nabove = 100\nwith_metric = \"spo2\"\nwith_delta = -3"
+        ))
+        .is_err());
+        assert!(Protocol::parse(&text(
+            "kind = \"trend\"\nmetric = \"heart_rate\"\ndelta = 12\nwith_metric = \"heart_rate\"\nwith_delta = 3\nwindow_hours = 24"
+        ))
+        .is_err());
     }
 
     fn spo2_deviation_rule() -> Rule {
