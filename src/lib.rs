@@ -34,3 +34,4 @@ pub mod store;
 pub mod telemetry;
 pub mod triage;
 pub mod validate;
+pub mod worklist;
