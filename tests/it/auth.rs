@@ -233,7 +233,7 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_the_session() 
 }
 
 #[tokio::test]
-async fn wrong_passwords_and_unknown_users_get_one_answer_and_are_audited() {
+async fn wrong_passwords_unknown_users_and_disabled_accounts_get_one_answer_and_are_audited() {
     // Arrange
     let world = world(|_| {}).await;
     let client = client();
@@ -241,19 +241,30 @@ async fn wrong_passwords_and_unknown_users_get_one_answer_and_are_audited() {
     let wrong = post_session(&client, &world, "anouk", "welkom01").await;
     let wrong_cookies = set_cookies(wrong.headers());
     let unknown = post_session(&client, &world, "mallory", "welkom01").await;
+    world
+        .app
+        .store
+        .disable_user("emma", thuiswacht::domain::Timestamp::now())
+        .await
+        .unwrap();
+    let disabled = post_session(&client, &world, "emma", &password("emma")).await;
     let (wrong_status, wrong_problem) = problem(wrong).await;
     let (unknown_status, unknown_problem) = problem(unknown).await;
+    let (disabled_status, disabled_problem) = problem(disabled).await;
     // Assert: the same answer, no cookie, both recorded with the reason.
     assert_eq!(wrong_status, 401);
     assert_eq!(unknown_status, 401);
+    assert_eq!(disabled_status, 401);
     assert_eq!(wrong_problem, unknown_problem);
+    assert_eq!(wrong_problem, disabled_problem);
     assert_eq!(
         wrong_problem["type"],
         "urn:thuiswacht:problem:sign-in-failed"
     );
     assert!(wrong_cookies.is_empty());
     let rows = audit_rows(&world).await;
-    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    assert_eq!(rows[2]["detail"]["reason"], "disabled");
     assert_eq!(rows[0]["action"], "sign_in_failed");
     assert_eq!(rows[0]["actor_kind"], "anonymous");
     assert_eq!(rows[0]["detail"]["reason"], "wrong_password");
