@@ -216,14 +216,20 @@ impl Application {
             metrics,
             ingested_tx,
             stored_tx: api_stored_tx,
+            login_throttle: Arc::new(crate::auth::LoginThrottle::from_settings(&settings)),
         };
         let router = api::app(state);
         let http_task = {
             let shutdown = shutdown.clone();
             tracker.spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await
+                // Connection info gives the audit trail and the sign-in rate
+                // limit the client's address.
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
             })
         };
         if settings.demo_enabled() {

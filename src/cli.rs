@@ -115,6 +115,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// People who sign in: nurses, coordinators and admins.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Personal thresholds: a patient's own settings for a rule, versioned.
     Threshold {
         #[command(subcommand)]
@@ -187,7 +192,37 @@ pub enum TokenCommand {
         name: String,
         #[arg(long, value_parser = ["ingest", "read", "observe"])]
         scope: String,
+        /// Teams whose patients a read or observe token may reach (repeat
+        /// or comma separate).
+        #[arg(long, value_delimiter = ',')]
+        team: Vec<String>,
+        /// Let a read or observe token reach every team's patients.
+        #[arg(long, conflicts_with = "team")]
+        all_teams: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints a generated password once (only its argon2id
+    /// hash is stored).
+    Add {
+        /// Letters, digits, '.', '-', '_' and '@'; stored lowercase.
+        username: String,
+        #[arg(long, value_parser = ["nurse", "coordinator", "admin"])]
+        role: String,
+        /// The user's teams (repeat or comma separate); nurses and
+        /// coordinators need at least one, admins have none.
+        #[arg(long, value_delimiter = ',')]
+        team: Vec<String>,
+        /// The name shown to colleagues (default: the username).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List users with their role, teams and whether they are disabled.
+    List,
+    /// Disable a user: no more sign-ins, and open sessions end at once.
+    Disable { username: String },
 }
 
 #[derive(Debug, Subcommand)]

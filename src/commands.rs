@@ -16,6 +16,7 @@ use crate::cli::{
 use crate::domain::{DeviceId, Timestamp};
 use crate::profiles::Profiles;
 use crate::settings::Settings;
+use crate::store::AuditAction;
 use crate::store::{NewDevice, NewPatient, NewRuleOverride, TokenScope};
 
 /// Loads the settings of a command line: file < environment < flags.
@@ -145,7 +146,11 @@ fn check(cli: &Cli) -> ExitCode {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+/// Prints a value as pretty JSON on stdout (`--json`).
+///
+/// # Errors
+/// Writing to stdout failed.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, value)?;
     writeln!(stdout)?;
@@ -342,19 +347,39 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
             }
         }
         AdminCommand::Token {
-            command: TokenCommand::Add { name, scope },
+            command:
+                TokenCommand::Add {
+                    name,
+                    scope,
+                    team,
+                    all_teams,
+                },
         } => {
             let scope =
                 TokenScope::from_code(&scope).context("scope must be ingest, read or observe")?;
+            let teams =
+                crate::auth::admin::token_team_scope(&store, scope, &team, all_teams).await?;
             let secret = new_token_secret();
             let id = store.add_token(&name, scope, &token_hash(&secret)).await?;
+            if let Some(teams) = &teams {
+                store.set_token_teams(id, teams).await?;
+            }
+            store
+                .append_audit(&[crate::auth::admin::command_line_record(
+                    AuditAction::TokenAdded,
+                    serde_json::json!({"token_id": id, "name": name, "scope": scope, "teams": teams}),
+                )])
+                .await?;
             if json {
                 print_json(
-                    &serde_json::json!({"id": id, "name": name, "scope": scope, "token": secret}),
+                    &serde_json::json!({"id": id, "name": name, "scope": scope, "teams": teams, "token": secret}),
                 )?;
             } else {
                 println!("{secret}");
             }
+        }
+        AdminCommand::User { command } => {
+            crate::auth::admin::user_command(&store, json, command).await?;
         }
         AdminCommand::Threshold {
             command:

@@ -11,6 +11,7 @@
 //! - [`triage`]: the triage engine: NEWS2, rules, baselines, urgency; replay.
 //! - [`alert_book`]: findings to alerts, their lifecycle, the triage stage, technical
 //!   alerts and the missed-measurement sweep.
+//! - [`auth`]: sign-in, sessions, CSRF, team scoping, the audit trail, security headers.
 //! - [`api`]: the HTTP service.
 //! - [`app`]: wires the stages together.
 //! - [`simulate`]: the device simulator; [`loadgen`]: the end-to-end load benchmark.
@@ -18,6 +19,7 @@
 pub mod alert_book;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod commands;

@@ -54,6 +54,14 @@ const KEYS: &[(&str, Kind)] = &[
     ("time_zone", Kind::Text),
     ("missed_sweep_interval_ms", Kind::Integer),
     ("shutdown_timeout_ms", Kind::Integer),
+    ("session_idle_timeout_s", Kind::Integer),
+    ("session_max_age_s", Kind::Integer),
+    ("cookie_secure", Kind::Boolean),
+    ("trust_proxy_headers", Kind::Boolean),
+    ("login_max_failures", Kind::Integer),
+    ("login_max_failures_per_address", Kind::Integer),
+    ("login_failure_window_s", Kind::Integer),
+    ("break_glass_minutes", Kind::Integer),
 ];
 
 /// The environment prefix of every setting.
@@ -157,6 +165,35 @@ pub struct Settings {
     /// How long shutdown may take to commit and acknowledge what is in flight.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// A session not used for this long ends (NEN 7510 asks for automatic
+    /// sign-out of unattended workstations).
+    #[serde(default = "default_session_idle_timeout_s")]
+    pub session_idle_timeout_s: u64,
+    /// A session ends this long after sign-in, used or not (one shift).
+    #[serde(default = "default_session_max_age_s")]
+    pub session_max_age_s: u64,
+    /// Mark the session cookie `Secure` (and send HSTS): set it when the
+    /// service is reached over https, directly or through a proxy.
+    #[serde(default)]
+    pub cookie_secure: bool,
+    /// Believe `X-Forwarded-For` (its last address) and
+    /// `X-Forwarded-Proto` from the peer: set it only when a reverse proxy
+    /// you run is the only way in, or clients can forge their address.
+    #[serde(default)]
+    pub trust_proxy_headers: bool,
+    /// Failed sign-ins per username within the window before further
+    /// attempts are refused (429).
+    #[serde(default = "default_login_max_failures")]
+    pub login_max_failures: u32,
+    /// Failed sign-ins per client address within the window: higher than
+    /// per username, because a team's office may share one address.
+    #[serde(default = "default_login_max_failures_per_address")]
+    pub login_max_failures_per_address: u32,
+    #[serde(default = "default_login_failure_window_s")]
+    pub login_failure_window_s: u64,
+    /// How long an admin's break-glass access to one patient lasts.
+    #[serde(default = "default_break_glass_minutes")]
+    pub break_glass_minutes: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -224,6 +261,24 @@ const fn default_true() -> bool {
 }
 const fn default_shutdown_timeout_ms() -> u64 {
     10_000
+}
+const fn default_session_idle_timeout_s() -> u64 {
+    30 * 60
+}
+const fn default_session_max_age_s() -> u64 {
+    12 * 3600
+}
+const fn default_login_max_failures() -> u32 {
+    5
+}
+const fn default_login_max_failures_per_address() -> u32 {
+    20
+}
+const fn default_login_failure_window_s() -> u64 {
+    15 * 60
+}
+const fn default_break_glass_minutes() -> u64 {
+    60
 }
 
 /// Why the settings could not be read; each line is one problem.
@@ -400,6 +455,24 @@ impl Settings {
         if !(10..=3_600_000).contains(&self.missed_sweep_interval_ms) {
             problems.push("missed_sweep_interval_ms must be between 10 and 3600000".to_owned());
         }
+        if !(1..=86_400).contains(&self.session_idle_timeout_s) {
+            problems.push("session_idle_timeout_s must be between 1 and 86400".to_owned());
+        }
+        if !(1..=7 * 86_400).contains(&self.session_max_age_s) {
+            problems.push("session_max_age_s must be between 1 and 604800".to_owned());
+        }
+        if self.login_max_failures == 0 || self.login_max_failures_per_address == 0 {
+            problems.push(
+                "login_max_failures and login_max_failures_per_address must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if !(1..=86_400).contains(&self.login_failure_window_s) {
+            problems.push("login_failure_window_s must be between 1 and 86400".to_owned());
+        }
+        if !(1..=24 * 60).contains(&self.break_glass_minutes) {
+            problems.push("break_glass_minutes must be between 1 and 1440".to_owned());
+        }
         for (key, dir) in [
             ("devices_dir", &self.devices_dir),
             ("alerts_dir", &self.alerts_dir),
@@ -480,6 +553,22 @@ impl Settings {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    pub fn session_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.session_idle_timeout_s)
+    }
+
+    pub fn session_max_age(&self) -> Duration {
+        Duration::from_secs(self.session_max_age_s)
+    }
+
+    pub fn login_failure_window(&self) -> Duration {
+        Duration::from_secs(self.login_failure_window_s)
+    }
+
+    pub fn break_glass_duration(&self) -> Duration {
+        Duration::from_secs(self.break_glass_minutes.saturating_mul(60))
     }
 }
 

@@ -11,8 +11,23 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("authentication required")]
     Unauthorized,
-    #[error("this token may not do that")]
+    /// A session cookie was sent but its session has ended (expired,
+    /// idle too long, signed out or revoked).
+    #[error("the session has ended; sign in again")]
+    SessionExpired,
+    /// Unknown username, wrong password or a disabled account: one answer
+    /// for all three, so that usernames cannot be probed.
+    #[error("unknown username or wrong password")]
+    SignInFailed,
+    /// Too many sign-in attempts; retry after this many seconds.
+    #[error("too many sign-in attempts; try again later")]
+    TooManyRequests(u64),
+    #[error("not allowed for this caller")]
     Forbidden,
+    /// A state-changing request by cookie without the session's CSRF token,
+    /// or sent from another site.
+    #[error("missing or wrong CSRF token")]
+    Csrf,
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -43,8 +58,11 @@ impl ApiError {
     /// Returns the HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized | ApiError::SessionExpired | ApiError::SignInFailed => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Forbidden | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -58,7 +76,11 @@ impl ApiError {
     pub fn problem_type(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "urn:thuiswacht:problem:unauthorized",
+            ApiError::SessionExpired => "urn:thuiswacht:problem:session-expired",
+            ApiError::SignInFailed => "urn:thuiswacht:problem:sign-in-failed",
+            ApiError::TooManyRequests(_) => "urn:thuiswacht:problem:too-many-requests",
             ApiError::Forbidden => "urn:thuiswacht:problem:forbidden",
+            ApiError::Csrf => "urn:thuiswacht:problem:csrf",
             ApiError::NotFound => "urn:thuiswacht:problem:not-found",
             ApiError::BadRequest(_) => "urn:thuiswacht:problem:bad-request",
             ApiError::PayloadTooLarge(_) => "urn:thuiswacht:problem:payload-too-large",
@@ -93,6 +115,10 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(extra) | ApiError::Unprocessable(extra) => {
                 (Some(self.to_string()), Some(extra.clone()))
             }
+            ApiError::TooManyRequests(seconds) => (
+                Some(self.to_string()),
+                Some(serde_json::json!({"retry_after_s": seconds})),
+            ),
             other => (Some(other.to_string()), None),
         };
         let body = Problem {
@@ -112,6 +138,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let ApiError::TooManyRequests(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         response
     }

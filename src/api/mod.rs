@@ -2,12 +2,16 @@
 //!
 //! [`app`] builds the whole router with its layers; tests call it directly or
 //! through a bound listener. Each resource module exposes `router()`.
+//! Sign-in, CSRF, team scoping and the audit trail come from [`crate::auth`]:
+//! its CSRF guard and security headers wrap every route.
 
+mod access;
 mod devices;
 mod error;
 mod health;
 mod observations;
 mod readings;
+mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +24,7 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use readings::token_hash;
 
+use crate::auth::LoginThrottle;
 use crate::ingest::IngestedBatch;
 use crate::settings::Settings;
 use crate::store::writer::StoredBatch;
@@ -37,6 +42,8 @@ pub struct AppState {
     /// Where readings stored by the API itself (nurse observations) go to
     /// be triaged; `None` when triage is off.
     pub stored_tx: Option<mpsc::Sender<StoredBatch>>,
+    /// Counts sign-in attempts (per process).
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 /// Requests that take longer than this are answered 408, so open requests
@@ -45,16 +52,23 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the router with every route and layer.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(health::router())
         .merge(readings::router(&state.settings))
         .merge(observations::router())
         .merge(devices::router())
+        .merge(session::router())
+        .merge(access::router())
+        .merge(crate::auth::login_page::router())
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::csrf::guard,
+        ))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(TraceLayer::new_for_http());
+    crate::auth::headers::apply(router, &state.settings).with_state(state)
 }

@@ -6,25 +6,28 @@
 //! In: a JSON object with an optional event time and at least one value.
 //! Out: `201` with what was stored, after the commit; the values reach the
 //! triage stage as readings of the device `observation:{patient id}`. The
-//! caller is a bearer token of scope `observe` (a care record system);
-//! the token's name is recorded as the author.
+//! caller is a signed-in nurse or coordinator of the patient's team (with
+//! the session's CSRF token), or a bearer token of scope `observe` for the
+//! patient's team (a care record system); the username or the token's name
+//! is recorded as the author, and the entry is audited. A patient outside
+//! the caller's teams answers 404, like one that does not exist.
 //!
 //! Values outside what a human body can show are refused with every problem
 //! listed, and nothing is stored: a mistyped respiration rate of 220 must not
 //! silently raise (or hide) an alert.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::readings::require_token;
 use super::{ApiError, AppState};
+use crate::auth::{patient_for, Caller, Purpose};
 use crate::domain::{Metric, Reading, Timestamp};
 use crate::store::writer::StoredBatch;
-use crate::store::{observation_device, NewObservation, TokenScope};
+use crate::store::{observation_device, NewObservation};
 use crate::triage::news2::Consciousness;
 
 pub fn router() -> Router<AppState> {
@@ -181,14 +184,11 @@ impl ObservationBody {
 async fn post_observations(
     State(state): State<AppState>,
     Path(patient_id): Path<Uuid>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Json<ObservationBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let token = require_token(&state, &headers, TokenScope::Observe).await?;
+    let access = patient_for(&state, &caller, patient_id, Purpose::Observe).await?;
     let Json(body) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
-    if state.store.patient(patient_id).await?.is_none() {
-        return Err(ApiError::NotFound);
-    }
     let now = Timestamp::now();
     let (ts, readings) = body
         .readings(patient_id, now, state.settings.max_future_skew_s)
@@ -207,13 +207,20 @@ async fn post_observations(
         id: Uuid::now_v7(),
         patient_id,
         ts,
-        author: token.name.clone(),
+        author: caller.author().to_owned(),
         note: body.note.clone(),
         entered,
         readings,
     };
     let is_new = state.store.commit_observation(&observation).await?;
     let stored = is_new.iter().filter(|new| **new).count();
+    access
+        .record_change(
+            &state,
+            &caller,
+            serde_json::json!({"observation": observation.id, "stored": stored}),
+        )
+        .await?;
     if stored > 0 {
         if let Some(stored_tx) = &state.stored_tx {
             // Triage is best effort here like for device readings: the
@@ -233,7 +240,7 @@ async fn post_observations(
         id: observation.id,
         patient_id,
         ts,
-        author: token.name,
+        author: observation.author.clone(),
         stored,
         duplicates: observation.readings.len() - stored,
     };

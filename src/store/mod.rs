@@ -5,8 +5,11 @@
 //! Both implementations pass the same contract tests (`tests/it/store_contract.rs`).
 //! SQL lives here only, always with bound parameters.
 
+mod auth;
+mod pg_auth;
 mod postgres;
 mod sqlite;
+mod sqlite_auth;
 pub mod writer;
 
 use std::sync::Arc;
@@ -23,6 +26,10 @@ use crate::protocols::RuleSettings;
 use crate::settings::{DatabaseKind, Settings};
 use crate::validate::DeviceRecord;
 
+pub use auth::{
+    ActiveSession, ActorKind, AuditAction, AuditRecord, BreakGlass, NewAuditRecord, NewBreakGlass,
+    NewSession, NewUser, Role, TeamScope, User, UserCredentials,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -241,6 +248,9 @@ pub struct TokenRecord {
     pub name: String,
     pub scope: TokenScope,
     pub revoked: bool,
+    /// Whose patients a token of scope `read` or `observe` may reach;
+    /// ignored for `ingest` (the device registry decides there).
+    pub teams: TeamScope,
 }
 
 /// One stored reading as read back.
@@ -437,6 +447,77 @@ pub trait Store: Send + Sync + 'static {
         patient_id: Uuid,
         rule_key: &str,
     ) -> Result<Option<Alert>, StoreError>;
+
+    // Users, sessions, the audit trail and break-glass (migration 0009);
+    // the rules that use them are in `crate::auth`.
+
+    /// Creates a user in existing teams and returns its id.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the username is taken,
+    /// [`StoreError::NotFound`] naming a team that does not exist.
+    async fn add_user(&self, user: &NewUser) -> Result<Uuid, StoreError>;
+    /// Returns every user with their teams, by username.
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Returns a user (a disabled one too) with the password hash to check.
+    async fn user_credentials(&self, username: &str)
+        -> Result<Option<UserCredentials>, StoreError>;
+    /// Disables a user and revokes all the user's sessions; returns the user.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when there is no such user.
+    async fn disable_user(&self, username: &str, at: Timestamp) -> Result<User, StoreError>;
+    /// Stores a new session together with its sign-in audit row, in one
+    /// transaction; deletes sessions that ended over a week before.
+    async fn add_session(
+        &self,
+        session: &NewSession,
+        audit: &NewAuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Returns the session with this secret hash if it is valid at `now`
+    /// (not revoked, before its absolute end, used within the idle timeout,
+    /// its user not disabled) and marks it used at `now`.
+    async fn active_session(
+        &self,
+        secret_sha256: &[u8],
+        now: Timestamp,
+        idle_timeout_micros: i64,
+    ) -> Result<Option<ActiveSession>, StoreError>;
+    /// Revokes a session; returns whether an unrevoked one was found.
+    async fn revoke_session(&self, secret_sha256: &[u8], at: Timestamp)
+        -> Result<bool, StoreError>;
+    /// Appends rows to the audit trail, all or none.
+    async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<(), StoreError>;
+    /// Returns the audit rows that name a patient, newest first: at most
+    /// `limit`, only those with an id below `before_id` when given (paging).
+    async fn patient_audit(
+        &self,
+        patient_id: Uuid,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Stores a break-glass grant together with its audit row, in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the patient does not exist.
+    async fn add_break_glass(
+        &self,
+        grant: &NewBreakGlass,
+        audit: &NewAuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Returns the user's break-glass grant for the patient that is valid at
+    /// `now`, the one that ends last when there are several.
+    async fn active_break_glass(
+        &self,
+        user_id: Uuid,
+        patient_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<BreakGlass>, StoreError>;
+    /// Sets whose patients a token may reach (replacing what was set).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown token or team.
+    async fn set_token_teams(&self, token_id: Uuid, teams: &TeamScope) -> Result<(), StoreError>;
 }
 
 /// Connects to the store the settings name (without migrating).

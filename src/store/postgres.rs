@@ -12,11 +12,12 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::{
-    alert_from_parts, on_constraint, raw_preview, AlertChange, AlertListItem, AlertOrder,
-    AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient, NewRuleOverride, Patient,
+    alert_from_parts, on_constraint, raw_preview, ActiveSession, AlertChange, AlertListItem,
+    AlertOrder, AlertPage, AlertQuery, AuditRecord, BreakGlass, NewAuditRecord, NewBreakGlass,
+    NewDevice, NewObservation, NewPatient, NewRuleOverride, NewSession, NewUser, Patient,
     QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading, Team,
-    TeamResponseTarget, TokenRecord, TokenScope, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS,
-    RAISE_ALERT_SQL, URGENCY_ORDER,
+    TeamResponseTarget, TeamScope, TokenRecord, TokenScope, User, UserCredentials,
+    ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -391,14 +392,20 @@ impl Store for PgStore {
         .bind(secret_sha256)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|row| {
-            let scope: &str = row.get(2);
-            Some(TokenRecord {
-                id: row.get(0),
-                name: row.get(1),
-                scope: TokenScope::from_code(scope)?,
-                revoked: row.get(3),
-            })
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let scope: &str = row.get(2);
+        let Some(scope) = TokenScope::from_code(scope) else {
+            return Ok(None);
+        };
+        let id: Uuid = row.get(0);
+        Ok(Some(TokenRecord {
+            id,
+            name: row.get(1),
+            scope,
+            revoked: row.get(3),
+            teams: self.pg_token_scope(id).await?,
         }))
     }
 
@@ -1001,6 +1008,85 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(pg_alert).transpose()
+    }
+
+    async fn add_user(&self, user: &NewUser) -> Result<Uuid, StoreError> {
+        self.pg_add_user(user).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.pg_list_users().await
+    }
+
+    async fn user_credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<UserCredentials>, StoreError> {
+        self.pg_user_credentials(username).await
+    }
+
+    async fn disable_user(&self, username: &str, at: Timestamp) -> Result<User, StoreError> {
+        self.pg_disable_user(username, at).await
+    }
+
+    async fn add_session(
+        &self,
+        session: &NewSession,
+        audit: &NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.pg_add_session(session, audit).await
+    }
+
+    async fn active_session(
+        &self,
+        secret_sha256: &[u8],
+        now: Timestamp,
+        idle_timeout_micros: i64,
+    ) -> Result<Option<ActiveSession>, StoreError> {
+        self.pg_active_session(secret_sha256, now, idle_timeout_micros)
+            .await
+    }
+
+    async fn revoke_session(
+        &self,
+        secret_sha256: &[u8],
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.pg_revoke_session(secret_sha256, at).await
+    }
+
+    async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<(), StoreError> {
+        self.pg_append_audit(records).await
+    }
+
+    async fn patient_audit(
+        &self,
+        patient_id: Uuid,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.pg_patient_audit(patient_id, before_id, limit).await
+    }
+
+    async fn add_break_glass(
+        &self,
+        grant: &NewBreakGlass,
+        audit: &NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.pg_add_break_glass(grant, audit).await
+    }
+
+    async fn active_break_glass(
+        &self,
+        user_id: Uuid,
+        patient_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<BreakGlass>, StoreError> {
+        self.pg_active_break_glass(user_id, patient_id, now).await
+    }
+
+    async fn set_token_teams(&self, token_id: Uuid, teams: &TeamScope) -> Result<(), StoreError> {
+        self.pg_set_token_teams(token_id, teams).await
     }
 }
 

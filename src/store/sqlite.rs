@@ -12,11 +12,12 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    alert_from_parts, on_constraint, postgres::mark_new, raw_preview, AlertChange, AlertListItem,
-    AlertOrder, AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient, NewRuleOverride,
+    alert_from_parts, on_constraint, postgres::mark_new, raw_preview, ActiveSession, AlertChange,
+    AlertListItem, AlertOrder, AlertPage, AlertQuery, AuditRecord, BreakGlass, NewAuditRecord,
+    NewBreakGlass, NewDevice, NewObservation, NewPatient, NewRuleOverride, NewSession, NewUser,
     Patient, QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading,
-    Team, TeamResponseTarget, TokenRecord, TokenScope, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS,
-    RAISE_ALERT_SQL, URGENCY_ORDER,
+    Team, TeamResponseTarget, TeamScope, TokenRecord, TokenScope, User, UserCredentials,
+    ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -88,7 +89,7 @@ fn device_from_row(row: sqlx::sqlite::SqliteRow) -> Result<DeviceRecord, StoreEr
     })
 }
 
-fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+pub(super) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::NotFound(format!("valid uuid {text}")))
 }
 
@@ -324,11 +325,15 @@ impl Store for SqliteStore {
         };
         let id: &str = row.get(0);
         let scope: &str = row.get(2);
-        Ok(TokenScope::from_code(scope).map(|scope| TokenRecord {
-            id: Uuid::parse_str(id).unwrap_or_default(),
+        let Some(scope) = TokenScope::from_code(scope) else {
+            return Ok(None);
+        };
+        Ok(Some(TokenRecord {
+            id: parse_uuid(id)?,
             name: row.get(1),
             scope,
             revoked: row.get(3),
+            teams: self.sqlite_token_scope(id).await?,
         }))
     }
 
@@ -956,6 +961,87 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(sqlite_alert).transpose()
+    }
+
+    async fn add_user(&self, user: &NewUser) -> Result<Uuid, StoreError> {
+        self.sqlite_add_user(user).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.sqlite_list_users().await
+    }
+
+    async fn user_credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<UserCredentials>, StoreError> {
+        self.sqlite_user_credentials(username).await
+    }
+
+    async fn disable_user(&self, username: &str, at: Timestamp) -> Result<User, StoreError> {
+        self.sqlite_disable_user(username, at).await
+    }
+
+    async fn add_session(
+        &self,
+        session: &NewSession,
+        audit: &NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.sqlite_add_session(session, audit).await
+    }
+
+    async fn active_session(
+        &self,
+        secret_sha256: &[u8],
+        now: Timestamp,
+        idle_timeout_micros: i64,
+    ) -> Result<Option<ActiveSession>, StoreError> {
+        self.sqlite_active_session(secret_sha256, now, idle_timeout_micros)
+            .await
+    }
+
+    async fn revoke_session(
+        &self,
+        secret_sha256: &[u8],
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.sqlite_revoke_session(secret_sha256, at).await
+    }
+
+    async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<(), StoreError> {
+        self.sqlite_append_audit(records).await
+    }
+
+    async fn patient_audit(
+        &self,
+        patient_id: Uuid,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.sqlite_patient_audit(patient_id, before_id, limit)
+            .await
+    }
+
+    async fn add_break_glass(
+        &self,
+        grant: &NewBreakGlass,
+        audit: &NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.sqlite_add_break_glass(grant, audit).await
+    }
+
+    async fn active_break_glass(
+        &self,
+        user_id: Uuid,
+        patient_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<BreakGlass>, StoreError> {
+        self.sqlite_active_break_glass(user_id, patient_id, now)
+            .await
+    }
+
+    async fn set_token_teams(&self, token_id: Uuid, teams: &TeamScope) -> Result<(), StoreError> {
+        self.sqlite_set_token_teams(token_id, teams).await
     }
 }
 

@@ -130,6 +130,184 @@ async fn admin_commands_register_teams_patients_devices_and_tokens() {
     assert!(String::from_utf8_lossy(&bad_protocol.stderr).contains("unknown protocol astrology"));
 }
 
+fn stderr_of(output: &Output) -> String {
+    assert!(!output.status.success(), "expected a refusal");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn admin_user_commands_create_list_and_disable_users_with_one_time_passwords() {
+    // Arrange
+    let database = TestDatabase::create().await;
+    let url = &database.url;
+    stdout_line(&thuiswacht(url, &["admin", "team", "add", "Assen"]));
+    stdout_line(&thuiswacht(url, &["admin", "team", "add", "Emmen"]));
+    // Act
+    let password = stdout_line(&thuiswacht(
+        url,
+        &[
+            "admin",
+            "user",
+            "add",
+            "Anouk",
+            "--role",
+            "nurse",
+            "--team",
+            "Assen",
+            "--team",
+            "Emmen",
+            "--display-name",
+            "Anouk de Vries",
+        ],
+    ));
+    let admin = stdout_line(&thuiswacht(
+        url,
+        &[
+            "admin", "--json", "user", "add", "beheer", "--role", "admin",
+        ],
+    ));
+    let no_team = thuiswacht(url, &["admin", "user", "add", "bram", "--role", "nurse"]);
+    let unknown_team = thuiswacht(
+        url,
+        &[
+            "admin",
+            "user",
+            "add",
+            "bram",
+            "--role",
+            "coordinator",
+            "--team",
+            "Zwolle",
+        ],
+    );
+    let admin_with_team = thuiswacht(
+        url,
+        &[
+            "admin", "user", "add", "root", "--role", "admin", "--team", "Assen",
+        ],
+    );
+    let taken = thuiswacht(
+        url,
+        &[
+            "admin", "user", "add", "anouk", "--role", "nurse", "--team", "Assen",
+        ],
+    );
+    let bad_name = thuiswacht(
+        url,
+        &[
+            "admin", "user", "add", "a b", "--role", "nurse", "--team", "Assen",
+        ],
+    );
+    let disabled = stdout_line(&thuiswacht(url, &["admin", "user", "disable", "ANOUK"]));
+    let listed = stdout_line(&thuiswacht(url, &["admin", "user", "list"]));
+    // Assert: the password is printed once and only its hash is stored.
+    let store = database.store().await;
+    let credentials = store.user_credentials("anouk").await.unwrap().unwrap();
+    assert!(credentials.password_hash.starts_with("$argon2id$"));
+    assert!(!credentials.password_hash.contains(&password));
+    assert!(thuiswacht::auth::password::verify_password(
+        &password,
+        &credentials.password_hash
+    ));
+    assert_eq!(credentials.user.display_name, "Anouk de Vries");
+    assert_eq!(credentials.user.teams.len(), 2);
+    let admin: serde_json::Value = serde_json::from_str(&admin).unwrap();
+    assert_eq!(admin["username"], "beheer");
+    assert!(admin["password"].as_str().unwrap().len() >= 20);
+    assert!(stderr_of(&no_team).contains("needs at least one --team"));
+    assert!(stderr_of(&unknown_team).contains("team Zwolle not found"));
+    assert!(stderr_of(&admin_with_team).contains("admins belong to no team"));
+    assert!(stderr_of(&taken).contains("user anouk already exists"));
+    assert!(stderr_of(&bad_name).contains("a username has only"));
+    assert_eq!(disabled, "anouk");
+    assert!(
+        listed.contains("anouk\tnurse\tAssen,Emmen\tAnouk de Vries\tdisabled"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("beheer\tadmin\t\tbeheer\tactive"),
+        "{listed}"
+    );
+    // Each change is in the audit trail, by the command line.
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let actions: Vec<(String, String)> =
+        sqlx::query_as("select action, actor_kind from audit_log order by id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        actions,
+        [
+            ("user_added".to_owned(), "system".to_owned()),
+            ("user_added".to_owned(), "system".to_owned()),
+            ("user_disabled".to_owned(), "system".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn read_and_observe_tokens_must_name_their_teams() {
+    // Arrange
+    let database = TestDatabase::create().await;
+    let url = &database.url;
+    let assen = stdout_line(&thuiswacht(url, &["admin", "team", "add", "Assen"]));
+    // Act
+    let unscoped = thuiswacht(url, &["admin", "token", "add", "ECD", "--scope", "observe"]);
+    let scoped = stdout_line(&thuiswacht(
+        url,
+        &[
+            "admin", "token", "add", "ECD", "--scope", "observe", "--team", "Assen",
+        ],
+    ));
+    let everywhere = stdout_line(&thuiswacht(
+        url,
+        &[
+            "admin",
+            "token",
+            "add",
+            "dashboard",
+            "--scope",
+            "read",
+            "--all-teams",
+        ],
+    ));
+    let gateway_with_team = thuiswacht(
+        url,
+        &[
+            "admin", "token", "add", "gw", "--scope", "ingest", "--team", "Assen",
+        ],
+    );
+    let unknown = thuiswacht(
+        url,
+        &[
+            "admin", "token", "add", "ECD", "--scope", "read", "--team", "Zwolle",
+        ],
+    );
+    // Assert
+    assert!(stderr_of(&unscoped).contains("needs --team NAME"));
+    assert!(stderr_of(&gateway_with_team).contains("ingest tokens reach no patient data"));
+    assert!(stderr_of(&unknown).contains("unknown team Zwolle"));
+    let store = database.store().await;
+    let find = |secret: String| {
+        let store = store.clone();
+        async move {
+            store
+                .find_token(&thuiswacht::api::token_hash(&secret))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        find(scoped).await.teams,
+        thuiswacht::store::TeamScope::Teams(vec![assen.parse().unwrap()])
+    );
+    assert_eq!(
+        find(everywhere).await.teams,
+        thuiswacht::store::TeamScope::All
+    );
+}
+
 #[tokio::test]
 async fn quarantine_list_shows_what_was_refused() {
     let database = TestDatabase::create().await;

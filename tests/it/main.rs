@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin_cli;
+mod auth;
 mod crash;
 mod db_outage;
 mod device_status;

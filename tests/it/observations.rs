@@ -8,7 +8,7 @@ use thuiswacht::alert_book::stage::PERSONAL_SETTINGS_POLL;
 use thuiswacht::alert_book::{Alert, AlertStatus, Outcome};
 use thuiswacht::domain::Timestamp;
 use thuiswacht::protocols::{Priority, RuleSettings};
-use thuiswacht::store::{NewRuleOverride, Store, TokenScope};
+use thuiswacht::store::{NewRuleOverride, Store, TeamScope, TokenScope};
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -17,12 +17,17 @@ fn now_seconds() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Creates a token that reaches every team's patients.
 async fn token(store: &Arc<dyn Store>, name: &str, scope: TokenScope) -> String {
     let secret = thuiswacht::commands::new_token_secret();
-    store
+    let id = store
         .add_token(name, scope, &thuiswacht::api::token_hash(&secret))
         .await
         .expect("add token");
+    store
+        .set_token_teams(id, &TeamScope::All)
+        .await
+        .expect("scope token");
     secret
 }
 

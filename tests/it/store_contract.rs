@@ -9,8 +9,9 @@ use thuiswacht::protocols::Priority;
 use thuiswacht::protocols::RuleSettings;
 use thuiswacht::settings::Settings;
 use thuiswacht::store::{
-    observation_device, AlertOrder, AlertPage, AlertQuery, NewDevice, NewObservation, NewPatient,
-    NewRuleOverride, QuarantineRecord, SqliteStore, Store, StoreError, TokenScope,
+    observation_device, ActorKind, AlertOrder, AlertPage, AlertQuery, AuditAction, NewAuditRecord,
+    NewBreakGlass, NewDevice, NewObservation, NewPatient, NewRuleOverride, NewSession, NewUser,
+    QuarantineRecord, Role, SqliteStore, Store, StoreError, TeamScope, TokenScope,
 };
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
@@ -1055,6 +1056,291 @@ async fn committed_alert_changes_are_announced(store: Arc<dyn Store>) {
     );
 }
 
+fn hash(password: &str) -> String {
+    thuiswacht::auth::password::hash_password(password).unwrap()
+}
+
+fn new_user(username: &str, role: Role, teams: &[&str]) -> NewUser {
+    NewUser {
+        id: Uuid::new_v4(),
+        username: username.to_owned(),
+        display_name: format!("{username} (display)"),
+        role,
+        password_hash: hash("welkom"),
+        teams: teams.iter().map(|team| (*team).to_owned()).collect(),
+    }
+}
+
+fn audit(action: AuditAction, patient: Option<Uuid>, at: i64) -> NewAuditRecord {
+    NewAuditRecord {
+        at: Timestamp(at),
+        actor: "anouk".to_owned(),
+        actor_kind: ActorKind::User,
+        actor_id: Some(Uuid::from_u128(1)),
+        on_behalf_of: None,
+        action,
+        patient_id: patient,
+        team_id: None,
+        detail: serde_json::json!({"n": at}),
+        source_address: Some("192.0.2.1".to_owned()),
+        user_agent: Some("Firefox".to_owned()),
+    }
+}
+
+async fn users_have_teams_unique_names_and_can_be_disabled(store: Arc<dyn Store>) {
+    // Arrange
+    store.add_team("Assen").await.unwrap();
+    store.add_team("Emmen").await.unwrap();
+    // Act
+    let id = store
+        .add_user(&new_user("anouk", Role::Nurse, &["Emmen", "Assen"]))
+        .await
+        .unwrap();
+    let taken = store
+        .add_user(&new_user("anouk", Role::Coordinator, &["Assen"]))
+        .await;
+    let unknown_team = store
+        .add_user(&new_user("bram", Role::Nurse, &["Assen", "Nergenshuizen"]))
+        .await;
+    let admin = store
+        .add_user(&new_user("beheer", Role::Admin, &[]))
+        .await
+        .unwrap();
+    // Assert
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    assert!(
+        matches!(&unknown_team, Err(StoreError::NotFound(what)) if what.contains("Nergenshuizen")),
+        "{unknown_team:?}"
+    );
+    let users = store.list_users().await.unwrap();
+    let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["anouk", "beheer"], "bram was not half-created");
+    assert_eq!(users[0].id, id);
+    assert_eq!(users[0].role, Role::Nurse);
+    let teams: Vec<&str> = users[0].teams.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(teams, ["Assen", "Emmen"]);
+    assert!(users[1].teams.is_empty());
+    assert_eq!(users[1].id, admin);
+    let credentials = store.user_credentials("anouk").await.unwrap().unwrap();
+    assert!(thuiswacht::auth::password::verify_password(
+        "welkom",
+        &credentials.password_hash
+    ));
+    assert!(store.user_credentials("nobody").await.unwrap().is_none());
+    let disabled = store.disable_user("anouk", Timestamp(77)).await.unwrap();
+    assert_eq!(disabled.disabled_at, Some(Timestamp(77)));
+    assert!(matches!(
+        store.disable_user("nobody", Timestamp(78)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+fn session(user_id: Uuid, secret: &str, created: i64, expires: i64) -> NewSession {
+    NewSession {
+        id: Uuid::new_v4(),
+        secret_sha256: thuiswacht::api::token_hash(secret),
+        user_id,
+        csrf_token: format!("csrf-{secret}"),
+        created_at: Timestamp(created),
+        expires_at: Timestamp(expires),
+    }
+}
+
+async fn sessions_end_when_idle_expired_revoked_or_disabled(store: Arc<dyn Store>) {
+    // Arrange: sessions that last 100 s at most, 30 s idle.
+    const S: i64 = 1_000_000;
+    let t0 = 1_800_000_000 * S;
+    store.add_team("Assen").await.unwrap();
+    let user = store
+        .add_user(&new_user("anouk", Role::Nurse, &["Assen"]))
+        .await
+        .unwrap();
+    let sign_in = audit(AuditAction::SignIn, None, t0);
+    for (secret, expires) in [("a", t0 + 100 * S), ("b", t0 + 50 * S), ("c", t0 + 100 * S)] {
+        store
+            .add_session(&session(user, secret, t0, expires), &sign_in)
+            .await
+            .unwrap();
+    }
+    let active = |secret: &'static str, at: i64, idle: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .active_session(&thuiswacht::api::token_hash(secret), Timestamp(at), idle)
+                .await
+                .unwrap()
+        }
+    };
+    // Act + Assert: use keeps a session alive, idleness ends it.
+    let found = active("a", t0 + 20 * S, 30 * S).await.expect("active");
+    assert_eq!(found.user.username, "anouk");
+    assert_eq!(found.csrf_token, "csrf-a");
+    assert_eq!(found.user.teams[0].name, "Assen");
+    assert!(
+        active("a", t0 + 45 * S, 30 * S).await.is_some(),
+        "used at 20 s"
+    );
+    assert!(
+        active("a", t0 + 80 * S, 30 * S).await.is_none(),
+        "idle 35 s"
+    );
+    // The absolute end holds however busy the session is.
+    assert!(active("b", t0 + 49 * S, 60 * S).await.is_some());
+    assert!(active("b", t0 + 51 * S, 60 * S).await.is_none());
+    // Sign-out, once.
+    assert!(store
+        .revoke_session(&thuiswacht::api::token_hash("c"), Timestamp(t0 + S))
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_session(&thuiswacht::api::token_hash("c"), Timestamp(t0 + 2 * S))
+        .await
+        .unwrap());
+    assert!(active("c", t0 + 3 * S, 30 * S).await.is_none());
+    assert!(active("nope", t0 + S, 30 * S).await.is_none());
+    // Disabling a user ends her sessions at once.
+    store
+        .add_session(&session(user, "d", t0, t0 + 100 * S), &sign_in)
+        .await
+        .unwrap();
+    assert!(active("d", t0 + 10 * S, 30 * S).await.is_some());
+    store
+        .disable_user("anouk", Timestamp(t0 + 11 * S))
+        .await
+        .unwrap();
+    assert!(active("d", t0 + 12 * S, 30 * S).await.is_none());
+}
+
+async fn the_audit_trail_pages_a_patients_rows_newest_first(store: Arc<dyn Store>) {
+    // Arrange: five rows about one patient, one about another, one about nobody.
+    let patient = seed(&store, "scale-1").await;
+    let other = Uuid::new_v4();
+    let mut rows: Vec<NewAuditRecord> = (1..=5)
+        .map(|n| audit(AuditAction::ReadReadings, Some(patient), n))
+        .collect();
+    rows[2].on_behalf_of = Some("dr. Jansen".to_owned());
+    rows[2].actor_kind = ActorKind::Token;
+    rows.push(audit(AuditAction::ReadPatient, Some(other), 6));
+    rows.push(audit(AuditAction::SignIn, None, 7));
+    // Act
+    store.append_audit(&rows).await.unwrap();
+    store.append_audit(&[]).await.unwrap();
+    let first = store.patient_audit(patient, None, 3).await.unwrap();
+    let second = store
+        .patient_audit(patient, Some(first[2].id), 3)
+        .await
+        .unwrap();
+    // Assert
+    let times: Vec<i64> = first.iter().chain(&second).map(|r| r.at.micros()).collect();
+    assert_eq!(times, [5, 4, 3, 2, 1]);
+    assert!(first.windows(2).all(|pair| pair[0].id > pair[1].id));
+    let third = &first[2];
+    assert_eq!(third.action, "read_readings");
+    assert_eq!(third.actor_kind, "token");
+    assert_eq!(third.on_behalf_of.as_deref(), Some("dr. Jansen"));
+    assert_eq!(third.patient_id, Some(patient));
+    assert_eq!(third.detail, serde_json::json!({"n": 3}));
+    assert_eq!(third.source_address.as_deref(), Some("192.0.2.1"));
+    assert_eq!(third.user_agent.as_deref(), Some("Firefox"));
+    assert_eq!(store.patient_audit(other, None, 10).await.unwrap().len(), 1);
+}
+
+async fn break_glass_opens_one_patient_to_one_admin_until_it_expires(store: Arc<dyn Store>) {
+    // Arrange
+    let patient = seed(&store, "scale-1").await;
+    let admin = store
+        .add_user(&new_user("beheer", Role::Admin, &[]))
+        .await
+        .unwrap();
+    let other_admin = store
+        .add_user(&new_user("beheer2", Role::Admin, &[]))
+        .await
+        .unwrap();
+    let grant = NewBreakGlass {
+        id: Uuid::new_v4(),
+        user_id: admin,
+        patient_id: patient,
+        reason: "112-melding, behandelend team onbereikbaar".to_owned(),
+        at: Timestamp(1_000),
+        expires_at: Timestamp(2_000),
+    };
+    let mut record = audit(AuditAction::BreakGlass, Some(patient), 1_000);
+    record.detail = serde_json::json!({"reason": grant.reason});
+    // Act
+    store.add_break_glass(&grant, &record).await.unwrap();
+    let unknown_patient = store
+        .add_break_glass(
+            &NewBreakGlass {
+                id: Uuid::new_v4(),
+                patient_id: Uuid::new_v4(),
+                ..grant.clone()
+            },
+            &record,
+        )
+        .await;
+    // Assert
+    let active = store
+        .active_break_glass(admin, patient, Timestamp(1_500))
+        .await
+        .unwrap()
+        .expect("active grant");
+    assert_eq!(active.id, grant.id);
+    assert_eq!(active.reason, grant.reason);
+    for (user, at) in [(admin, 999), (admin, 2_000), (other_admin, 1_500)] {
+        assert!(
+            store
+                .active_break_glass(user, patient, Timestamp(at))
+                .await
+                .unwrap()
+                .is_none(),
+            "{user} at {at}"
+        );
+    }
+    assert!(
+        matches!(unknown_patient, Err(StoreError::NotFound(_))),
+        "{unknown_patient:?}"
+    );
+    let trail = store.patient_audit(patient, None, 10).await.unwrap();
+    assert_eq!(trail.len(), 1, "one grant, one row: {trail:?}");
+    assert_eq!(trail[0].action, "break_glass");
+    assert_eq!(trail[0].detail["reason"], grant.reason.as_str());
+}
+
+async fn tokens_reach_no_team_until_scoped(store: Arc<dyn Store>) {
+    // Arrange
+    store.add_team("Assen").await.unwrap();
+    let assen = store.list_teams().await.unwrap()[0].id;
+    let hash = thuiswacht::api::token_hash("tw_ecd");
+    let id = store
+        .add_token("ECD", TokenScope::Read, &hash)
+        .await
+        .unwrap();
+    let unscoped = store.find_token(&hash).await.unwrap().unwrap();
+    // Act + Assert
+    assert_eq!(unscoped.teams, TeamScope::Teams(Vec::new()));
+    store
+        .set_token_teams(id, &TeamScope::Teams(vec![assen]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_token(&hash).await.unwrap().unwrap().teams,
+        TeamScope::Teams(vec![assen])
+    );
+    store.set_token_teams(id, &TeamScope::All).await.unwrap();
+    assert_eq!(
+        store.find_token(&hash).await.unwrap().unwrap().teams,
+        TeamScope::All
+    );
+    assert!(matches!(
+        store.set_token_teams(Uuid::new_v4(), &TeamScope::All).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store
+        .set_token_teams(id, &TeamScope::Teams(vec![Uuid::new_v4()]))
+        .await
+        .is_err());
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -1095,7 +1381,91 @@ contract!(
     device_status_keeps_the_newest_status_and_every_heartbeat,
     missed_measurement_lookups_see_heartbeats_arrivals_and_event_times,
     the_unresolved_alert_of_a_rule_is_found_until_it_is_resolved,
+    users_have_teams_unique_names_and_can_be_disabled,
+    sessions_end_when_idle_expired_revoked_or_disabled,
+    the_audit_trail_pages_a_patients_rows_newest_first,
+    break_glass_opens_one_patient_to_one_admin_until_it_expires,
+    tokens_reach_no_team_until_scoped,
 );
+
+/// The database itself refuses to change or remove audit rows, whatever
+/// the application does.
+async fn assert_audit_rows_cannot_change(
+    store: &Arc<dyn Store>,
+    mut execute: impl FnMut(
+        &'static str,
+    ) -> futures_util::future::BoxFuture<'static, Result<u64, sqlx::Error>>,
+    statements: &[&'static str],
+) {
+    let patient = Uuid::new_v4();
+    store
+        .append_audit(&[audit(AuditAction::ReadPatient, Some(patient), 1)])
+        .await
+        .unwrap();
+    for statement in statements {
+        let refused = execute(statement).await;
+        let error = refused.expect_err(statement).to_string();
+        assert!(error.contains("append-only"), "{statement}: {error}");
+    }
+    let rows = store.patient_audit(patient, None, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].actor, "anouk", "unchanged");
+}
+
+#[tokio::test]
+async fn postgres_refuses_update_delete_and_truncate_on_the_audit_log() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    assert_audit_rows_cannot_change(
+        &store,
+        |statement| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .map(|done| done.rows_affected())
+            })
+        },
+        &[
+            "update audit_log set actor = 'someone else'",
+            "delete from audit_log",
+            "truncate audit_log",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_refuses_update_and_delete_on_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    thuiswacht::app::install_crypto_provider();
+    let mut settings = Settings::defaults();
+    settings.data_dir = dir.path().to_owned();
+    let sqlite = SqliteStore::connect(&settings).await.unwrap();
+    sqlite.migrate().await.unwrap();
+    let pool = sqlite.pool().clone();
+    let store: Arc<dyn Store> = Arc::new(sqlite);
+    assert_audit_rows_cannot_change(
+        &store,
+        |statement| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .map(|done| done.rows_affected())
+            })
+        },
+        &[
+            "update audit_log set actor = 'someone else'",
+            "delete from audit_log where id = 1",
+            "delete from audit_log",
+        ],
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn sqlite_store_keeps_its_data_across_reopening() {
