@@ -217,6 +217,7 @@ impl Application {
             ingested_tx,
             stored_tx: api_stored_tx,
             login_throttle: Arc::new(crate::auth::LoginThrottle::from_settings(&settings)),
+            shutdown: shutdown.clone(),
         };
         let router = api::app(state);
         let http_task = {

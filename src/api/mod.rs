@@ -12,6 +12,7 @@ mod health;
 mod observations;
 mod readings;
 mod session;
+mod worklist;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,9 @@ pub struct AppState {
     pub stored_tx: Option<mpsc::Sender<StoredBatch>>,
     /// Counts sign-in attempts (per process).
     pub login_throttle: Arc<LoginThrottle>,
+    /// Fires at shutdown: long-lived responses (the worklist stream) end on
+    /// it, so that a graceful shutdown does not wait for browsers to leave.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Requests that take longer than this are answered 408, so open requests
@@ -59,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .merge(devices::router())
         .merge(session::router())
         .merge(access::router())
+        .merge(worklist::router())
         .merge(crate::auth::login_page::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(

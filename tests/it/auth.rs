@@ -615,6 +615,7 @@ fn state_of(world: &World) -> AppState {
         ingested_tx,
         stored_tx: None,
         login_throttle: Arc::new(LoginThrottle::from_settings(&world.app.settings)),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     }
 }
 

@@ -18,3 +18,4 @@ mod observations;
 mod simulator;
 mod store_contract;
 mod triage_alerts;
+mod worklist_api;

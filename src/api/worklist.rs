@@ -1,0 +1,445 @@
+//! The worklist and alert API: what nurses work from.
+//!
+//! - `GET /api/v1/worklist` — open alerts of the caller's teams, grouped per
+//!   patient, most urgent first; filters `team`, `status`, `priority`,
+//!   `patient`; paging `limit` (≤ 200) and `offset`; `lang=nl|en` for the
+//!   reasons. Every patient shown is audited.
+//! - `GET /api/v1/worklist/stream` — server-sent events: `alert` with
+//!   `{alert_id, patient_id, kind}` whenever an alert of the caller's teams
+//!   changes (raised, updated, claimed, …), `resync` when changes may have
+//!   been missed (reload), and a keep-alive comment every 15 s.
+//! - `GET /api/v1/alerts/{id}` — one alert with its history.
+//! - `POST /api/v1/alerts/{id}/claim|resolve|snooze|escalate|notes` — the
+//!   actions. A change made meanwhile by someone else answers 409 with the
+//!   alert as it now is (so the second nurse sees who has it).
+//!
+//! Scoping and audit go through [`crate::auth`]: an alert of a patient
+//! outside the caller's teams answers 404 like one that does not exist.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ApiError, AppState};
+use crate::alert_book::{
+    priority_from_code, Alert, AlertEvent, AlertStatus, EscalationTarget, Outcome,
+};
+use crate::auth::{audit_reads, patient_for, Caller, Purpose, TeamScope};
+use crate::domain::Timestamp;
+use crate::store::{AlertQuery, StoreError};
+use crate::worklist::{self, Lang, PatientGroup};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/worklist", get(get_worklist))
+        .route("/api/v1/worklist/stream", get(stream))
+        .route("/api/v1/alerts/{alert_id}", get(get_alert))
+        .route("/api/v1/alerts/{alert_id}/claim", post(claim))
+        .route("/api/v1/alerts/{alert_id}/resolve", post(resolve))
+        .route("/api/v1/alerts/{alert_id}/snooze", post(snooze))
+        .route("/api/v1/alerts/{alert_id}/escalate", post(escalate))
+        .route("/api/v1/alerts/{alert_id}/notes", post(note))
+}
+
+/// Query parameters of the worklist.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorklistParams {
+    /// A team id; must be one of the caller's.
+    pub team: Option<Uuid>,
+    /// Comma-separated statuses (default: every unresolved one).
+    pub status: Option<String>,
+    /// Comma-separated priorities.
+    pub priority: Option<String>,
+    pub patient: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    pub lang: Option<String>,
+}
+
+/// A page of the worklist.
+#[derive(Debug, Serialize)]
+pub struct WorklistPage {
+    pub patients: Vec<PatientGroup>,
+    /// Alerts in all pages.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Largest page.
+const MAX_LIMIT: i64 = 200;
+
+impl WorklistParams {
+    /// Returns the store query for `scope`, or why the parameters are wrong.
+    ///
+    /// # Errors
+    /// An unknown status or priority.
+    pub fn query(&self, scope: &TeamScope) -> Result<AlertQuery, ApiError> {
+        let mut teams = match scope {
+            TeamScope::All => None,
+            TeamScope::Teams(teams) => Some(teams.clone()),
+        };
+        if let Some(team) = self.team {
+            teams = Some(match teams {
+                // A team outside the caller's gives an empty list, not an error.
+                Some(own) => own.into_iter().filter(|id| *id == team).collect(),
+                None => vec![team],
+            });
+        }
+        let statuses = split(self.status.as_deref())
+            .map(|code| {
+                AlertStatus::from_code(code)
+                    .ok_or_else(|| ApiError::BadRequest(format!("unknown status {code}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let priorities = split(self.priority.as_deref())
+            .map(|code| {
+                priority_from_code(code)
+                    .ok_or_else(|| ApiError::BadRequest(format!("unknown priority {code}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AlertQuery {
+            teams,
+            patient_id: self.patient,
+            statuses,
+            priorities,
+            limit: self.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
+            offset: self.offset.unwrap_or(0).max(0),
+            ..AlertQuery::default()
+        })
+    }
+
+    fn lang(&self) -> Lang {
+        self.lang
+            .as_deref()
+            .and_then(Lang::parse)
+            .unwrap_or_default()
+    }
+}
+
+fn split(list: Option<&str>) -> impl Iterator<Item = &str> {
+    list.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|code| !code.is_empty())
+}
+
+async fn get_worklist(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<WorklistParams>,
+) -> Result<Response, ApiError> {
+    let query = params.query(&caller.visible_teams())?;
+    let page = state.store.query_alerts(&query).await?;
+    let mut shown: Vec<(Uuid, Uuid)> = page
+        .items
+        .iter()
+        .map(|item| (item.alert.patient_id, item.team_id))
+        .collect();
+    shown.sort_unstable();
+    shown.dedup();
+    audit_reads(&state, &caller, Purpose::Worklist, &shown).await?;
+    let body = WorklistPage {
+        patients: worklist::group(page.items, Timestamp::now(), params.lang()),
+        total: page.total,
+        limit: query.limit,
+        offset: query.offset,
+    };
+    Ok(no_store(Json(body)))
+}
+
+/// Marks a response with patient data as not to be cached anywhere.
+fn no_store(response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// The live worklist; see the module docs.
+async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let scope = caller.visible_teams();
+    let feed = Feed {
+        changes: state.store.alert_changes(),
+        store: state.store.clone(),
+        scope,
+        team_of: std::collections::HashMap::new(),
+        greeted: false,
+        shutdown: state.shutdown.clone(),
+    };
+    let events = futures_util::stream::unfold(feed, |mut feed| async move {
+        let event = feed.next_event().await?;
+        Some((Ok(event), feed))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// What one SSE connection follows.
+struct Feed {
+    changes: tokio::sync::broadcast::Receiver<crate::store::AlertChange>,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    scope: TeamScope,
+    /// Patient → team, looked up once per patient per connection.
+    team_of: std::collections::HashMap<Uuid, Option<Uuid>>,
+    greeted: bool,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Feed {
+    /// Returns the next event for this caller; `None` ends the stream.
+    async fn next_event(&mut self) -> Option<Event> {
+        if !self.greeted {
+            self.greeted = true;
+            return Some(Event::default().event("hello").data("{}"));
+        }
+        loop {
+            let received = tokio::select! {
+                received = self.changes.recv() => received,
+                () = self.shutdown.cancelled() => return None,
+            };
+            match received {
+                Ok(change) if change.kind == "resync" => {
+                    return Some(Event::default().event("resync").data("{}"));
+                }
+                Ok(change) => {
+                    let team = match self.team_of.get(&change.patient_id) {
+                        Some(team) => *team,
+                        None => {
+                            let team = self
+                                .store
+                                .patient(change.patient_id)
+                                .await
+                                .ok()
+                                .flatten()
+                                .map(|patient| patient.team_id);
+                            self.team_of.insert(change.patient_id, team);
+                            team
+                        }
+                    };
+                    if team.is_some_and(|team| self.scope.contains(team)) {
+                        let data = serde_json::to_string(&change).unwrap_or_default();
+                        return Some(Event::default().event("alert").data(data));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    return Some(Event::default().event("resync").data("{}"));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// An alert with its history.
+#[derive(Debug, Serialize)]
+struct AlertDetail {
+    #[serde(flatten)]
+    alert: Alert,
+    patient_display_name: String,
+    reason: String,
+    events: Vec<AlertEvent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LangParam {
+    lang: Option<String>,
+}
+
+/// Loads an alert the caller may reach for `purpose` (404 otherwise).
+async fn scoped_alert(
+    state: &AppState,
+    caller: &Caller,
+    alert_id: Uuid,
+    purpose: Purpose,
+) -> Result<(Alert, crate::auth::PatientAccess), ApiError> {
+    let alert = state
+        .store
+        .alert(alert_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let access = patient_for(state, caller, alert.patient_id, purpose).await?;
+    Ok((alert, access))
+}
+
+async fn get_alert(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(alert_id): Path<Uuid>,
+    Query(params): Query<LangParam>,
+) -> Result<Response, ApiError> {
+    let (alert, access) = scoped_alert(&state, &caller, alert_id, Purpose::PatientPage).await?;
+    let events = state.store.alert_events(alert.id).await?;
+    let lang = params
+        .lang
+        .as_deref()
+        .and_then(Lang::parse)
+        .unwrap_or_default();
+    Ok(no_store(Json(AlertDetail {
+        reason: worklist::reason(&alert.rule_key, &alert.explanation, lang),
+        patient_display_name: access.patient.display_name.clone(),
+        alert,
+        events,
+    })))
+}
+
+/// Applies a lifecycle method and saves it; see the module docs.
+async fn act(
+    state: &AppState,
+    caller: &Caller,
+    alert_id: Uuid,
+    action: impl FnOnce(
+        &mut Alert,
+        &str,
+        Timestamp,
+    ) -> Result<AlertEvent, crate::alert_book::TransitionError>,
+) -> Result<Response, ApiError> {
+    let (mut alert, access) = scoped_alert(state, caller, alert_id, Purpose::AlertChange).await?;
+    let from = alert.status;
+    let event = match action(&mut alert, caller.author(), Timestamp::now()) {
+        Ok(event) => event,
+        Err(error) => return Ok(conflict(state, alert_id, &error.to_string()).await),
+    };
+    match state.store.save_transition(&alert, from, &event).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Ok(conflict(state, alert_id, "the alert was changed meanwhile").await)
+        }
+        Err(error) => return Err(error.into()),
+    }
+    access
+        .record_change(
+            state,
+            caller,
+            serde_json::json!({"alert_id": alert.id, "action": event.kind}),
+        )
+        .await?;
+    Ok(no_store(Json(alert)))
+}
+
+/// 409 with the alert as it now is.
+async fn conflict(state: &AppState, alert_id: Uuid, detail: &str) -> Response {
+    let current = state.store.alert(alert_id).await.ok().flatten();
+    let body = serde_json::json!({
+        "type": "urn:thuiswacht:problem:conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": detail,
+        "alert": current,
+    });
+    let mut response = (StatusCode::CONFLICT, Json(body)).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(alert_id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    act(&state, &caller, alert_id, |alert, by, now| {
+        alert.claim(by, now)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    outcome: Outcome,
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(alert_id): Path<Uuid>,
+    Json(body): Json<ResolveBody>,
+) -> Result<Response, ApiError> {
+    act(&state, &caller, alert_id, |alert, by, now| {
+        alert.resolve(by, body.outcome, now)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnoozeBody {
+    /// RFC 3339.
+    until: String,
+}
+
+async fn snooze(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(alert_id): Path<Uuid>,
+    Json(body): Json<SnoozeBody>,
+) -> Result<Response, ApiError> {
+    let until = Timestamp::parse_rfc3339(&body.until).ok_or_else(|| {
+        ApiError::BadRequest(format!("until {:?} is not an RFC 3339 time", body.until))
+    })?;
+    act(&state, &caller, alert_id, |alert, by, now| {
+        alert.snooze(by, until, now)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EscalateBody {
+    to: EscalationTarget,
+}
+
+async fn escalate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(alert_id): Path<Uuid>,
+    Json(body): Json<EscalateBody>,
+) -> Result<Response, ApiError> {
+    act(&state, &caller, alert_id, |alert, by, now| {
+        alert.escalate(by, body.to, now)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    text: String,
+}
+
+/// Longest note kept.
+const MAX_NOTE_CHARS: usize = 4000;
+
+async fn note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(alert_id): Path<Uuid>,
+    Json(body): Json<NoteBody>,
+) -> Result<Response, ApiError> {
+    if body.text.chars().count() > MAX_NOTE_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "a note is at most {MAX_NOTE_CHARS} characters"
+        )));
+    }
+    act(&state, &caller, alert_id, |alert, by, now| {
+        alert.note(by, &body.text, now)
+    })
+    .await
+}
