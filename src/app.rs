@@ -67,6 +67,9 @@ impl Application {
     /// Returns what failed, with context.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         install_crypto_provider();
+        // Hash the dummy password now, so the first sign-in of an unknown
+        // user takes no longer than that of a known one.
+        tokio::task::spawn_blocking(crate::auth::password::dummy_hash);
         let settings = Arc::new(settings);
         let profiles =
             Profiles::load_dir(&settings.devices_dir).context("failed to load device profiles")?;

@@ -96,7 +96,7 @@ async fn break_glass(
         "expires_at": grant.expires_at,
     });
     state.store.add_break_glass(&grant, &record).await?;
-    tracing::warn!(%patient_id, user_id = %admin.id, "break-glass access granted");
+    state.metrics.security_event("break_glass");
     Ok((
         StatusCode::CREATED,
         Json(BreakGlassGranted {

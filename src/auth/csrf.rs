@@ -65,6 +65,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         .and_then(|value| value.to_str().ok())
         .is_some_and(|site| matches!(site, "cross-site" | "same-site"));
     if from_other_site {
+        state.metrics.security_event("csrf_refused");
         return ApiError::Csrf.into_response();
     }
     let signing_in =
@@ -89,7 +90,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         Err(error) => return error.into_response(),
     };
     if !given.is_some_and(|given| tokens_match(&session.csrf_token, &given)) {
-        tracing::warn!(path = %request.uri().path(), "state-changing request without a valid csrf token");
+        state.metrics.security_event("csrf_refused");
         return ApiError::Csrf.into_response();
     }
     let mut request = request;

@@ -22,10 +22,15 @@
 //! - Anything else worth recording: `caller.audit_record(action)`, fill in
 //!   the fields, `state.store.append_audit(&[record])`.
 //! - Forms: put `<input type="hidden" name="csrf_token" value="…">` with
-//!   `session.csrf_token` in every form that posts; scripts send the
-//!   `X-CSRF-Token` header (the token comes with `POST`/`GET
+//!   `signed_in.session.csrf_token` in every form that posts; scripts send
+//!   the `X-CSRF-Token` header (the token comes with `POST`/`GET
 //!   /api/v1/session`). [`csrf::guard`] refuses state-changing requests
 //!   without it (403 `csrf`) before any handler runs.
+//! - Pages: a 401 problem of type `session-expired` or `unauthorized` means
+//!   "send the person to `/login?next=…`"; [`login_page`] redirects back to
+//!   `next` (local paths only) after signing in.
+//! - Everything user-visible on [`login_page`] is Dutch by default with
+//!   `?lang=en`; move its texts into the web module's i18n when that exists.
 //!
 //! The rules (see [`scope`] for the table): nurses and coordinators see
 //! the patients of their own teams; coordinators also the access overview;

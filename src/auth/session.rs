@@ -117,6 +117,7 @@ pub async fn sign_in(
                 serde_json::json!({"retry_after_s": retry_after_s}),
             )])
             .await?;
+        state.metrics.security_event("sign_in_throttled");
         return Err(ApiError::TooManyRequests(retry_after_s));
     }
     let credentials = if username.is_empty() || username.chars().count() > MAX_USERNAME_CHARS {
@@ -151,7 +152,7 @@ pub async fn sign_in(
             // The account that was tried, so that its owner can be told.
             record.actor_id = credentials.map(|c| c.user.id);
             state.store.append_audit(&[record]).await?;
-            tracing::info!(reason, "sign-in failed");
+            state.metrics.security_event("sign_in_failed");
             return Err(ApiError::SignInFailed);
         }
     };
@@ -180,6 +181,7 @@ pub async fn sign_in(
         user_agent: origin.user_agent.clone(),
     };
     state.store.add_session(&session, &audit).await?;
+    state.metrics.security_event("sign_in");
     Ok(SignedInSession {
         user,
         secret,

@@ -26,6 +26,21 @@ struct SourceLabel {
     source: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
+/// Security events counted by [`Metrics::security_event`]: a rise in failed
+/// or throttled sign-ins, or in CSRF refusals, is worth an alarm.
+pub const SECURITY_EVENTS: [&str; 5] = [
+    "sign_in",
+    "sign_in_failed",
+    "sign_in_throttled",
+    "csrf_refused",
+    "break_glass",
+];
+
 /// The process's counters and histograms. One instance per
 /// [`crate::app::Application`], so that tests running several apps in one
 /// process read their own figures.
@@ -43,6 +58,7 @@ pub struct Metrics {
     mqtt_connection_errors: Counter,
     mqtt_ack_failures: Counter,
     mqtt_connected: Gauge,
+    security_events: Family<EventLabel, Counter>,
     /// The minute and count of quarantine warnings logged, for the rate limit.
     quarantine_log_minute: AtomicU64,
     quarantine_logged: AtomicU64,
@@ -79,6 +95,15 @@ impl Metrics {
         let mqtt_connection_errors = Counter::default();
         let mqtt_ack_failures = Counter::default();
         let mqtt_connected = Gauge::default();
+        let security_events = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "security_events",
+            "Sign-ins, failed and throttled sign-ins, CSRF refusals and break-glass grants",
+            security_events.clone(),
+        );
+        for event in SECURITY_EVENTS {
+            let _ = security_events.get_or_create(&EventLabel { event });
+        }
         registry.register(
             "messages_received",
             "Messages received, by source (mqtt or http)",
@@ -159,6 +184,7 @@ impl Metrics {
             mqtt_connection_errors,
             mqtt_ack_failures,
             mqtt_connected,
+            security_events,
             quarantine_log_minute: AtomicU64::new(0),
             quarantine_logged: AtomicU64::new(0),
             stored_plain: AtomicU64::new(0),
@@ -172,6 +198,20 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
         text
+    }
+
+    /// A security event (one of [`SECURITY_EVENTS`]) happened: logged
+    /// without names (the audit trail has them) and counted.
+    pub fn security_event(&self, event: &'static str) {
+        debug_assert!(SECURITY_EVENTS.contains(&event), "unknown event {event}");
+        if event == "sign_in" {
+            tracing::info!(event, "security event");
+        } else {
+            tracing::warn!(event, "security event");
+        }
+        self.security_events
+            .get_or_create(&EventLabel { event })
+            .inc();
     }
 
     /// A message arrived; `readings` of it decoded.

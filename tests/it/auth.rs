@@ -309,6 +309,14 @@ async fn repeated_failures_are_refused_with_retry_after_even_with_the_right_pass
             "sign_in_throttled"
         ]
     );
+    let metrics = world.app.metrics.encode();
+    for line in [
+        "thuiswacht_security_events_total{event=\"sign_in_failed\"} 3",
+        "thuiswacht_security_events_total{event=\"sign_in_throttled\"} 1",
+        "thuiswacht_security_events_total{event=\"sign_in\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     world.app.stop().await;
 }
 
