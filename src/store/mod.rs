@@ -12,6 +12,7 @@ pub mod writer;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -284,6 +285,17 @@ pub trait Store: Send + Sync + 'static {
     async fn unresolved_alerts(&self) -> Result<Vec<Alert>, StoreError>;
     /// Counts all stored readings.
     async fn count_readings(&self) -> Result<i64, StoreError>;
+    /// Streams, for every (device, metric) series, its newest `per_series`
+    /// readings with an event time at or after `since`, in no particular
+    /// order. This is what the triage rebuild reads: the engine keeps a
+    /// bounded number of readings per patient and metric, so a series' older
+    /// readings cannot be part of its state. Each series costs a few index
+    /// probes on the `(device_id, metric, ts)` key, however long it is.
+    fn newest_readings_per_series(
+        &self,
+        since: Timestamp,
+        per_series: u32,
+    ) -> BoxStream<'_, Result<StoredReading, StoreError>>;
 }
 
 /// Connects to the store the settings name (without migrating).

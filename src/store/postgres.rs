@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{BoxStream, StreamExt};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
@@ -537,6 +538,45 @@ impl Store for PgStore {
         Ok(sqlx::query_scalar("select count(*) from readings")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    fn newest_readings_per_series(
+        &self,
+        since: Timestamp,
+        per_series: u32,
+    ) -> BoxStream<'_, Result<StoredReading, StoreError>> {
+        // The series are found with a loose index scan: each step of the
+        // recursion jumps to the next (device_id, metric) of the key, so
+        // a series costs one probe however many readings it holds (there is
+        // no DISTINCT that skips on PostgreSQL 15). Each series' newest
+        // readings are then one backward range scan of the same key.
+        sqlx::query(
+            "with recursive series (device_id, metric) as (
+                 (select device_id, metric from readings order by device_id, metric limit 1)
+                 union all
+                 select next.device_id, next.metric
+                 from series
+                 cross join lateral (
+                     select r.device_id, r.metric from readings r
+                     where (r.device_id, r.metric) > (series.device_id, series.metric)
+                     order by r.device_id, r.metric
+                     limit 1
+                 ) next
+             )
+             select newest.device_id, newest.patient_id, newest.metric, newest.value, newest.ts
+             from series
+             cross join lateral (
+                 select r.device_id, r.patient_id, r.metric, r.value, r.ts from readings r
+                 where r.device_id = series.device_id and r.metric = series.metric and r.ts >= $1
+                 order by r.ts desc
+                 limit $2
+             ) newest",
+        )
+        .bind(to_datetime(since))
+        .bind(i64::from(per_series))
+        .fetch(&self.pool)
+        .map(|row| stored_reading_from_row(row?))
+        .boxed()
     }
 }
 

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::stream::{BoxStream, StreamExt};
 use secrecy::ExposeSecret;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
@@ -528,6 +529,45 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("select count(*) from readings")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    fn newest_readings_per_series(
+        &self,
+        since: Timestamp,
+        per_series: u32,
+    ) -> BoxStream<'_, Result<StoredReading, StoreError>> {
+        if per_series == 0 {
+            return futures_util::stream::empty().boxed();
+        }
+        // A loose index scan finds the series (SQLite has no LATERAL, so
+        // each step looks the next key up twice, once per column); per
+        // series, the `per_series`-th newest event time is one backward
+        // probe of the key, and the readings from there on one range scan.
+        sqlx::query(
+            "with recursive series (device_id, metric) as (
+                 select * from (select device_id, metric from readings order by device_id, metric limit 1)
+                 union all
+                 select (select r.device_id from readings r
+                         where (r.device_id, r.metric) > (series.device_id, series.metric)
+                         order by r.device_id, r.metric limit 1),
+                        (select r.metric from readings r
+                         where (r.device_id, r.metric) > (series.device_id, series.metric)
+                         order by r.device_id, r.metric limit 1)
+                 from series where series.device_id is not null
+             )
+             select r.device_id, r.patient_id, r.metric, r.value, r.ts
+             from series
+             join readings r on r.device_id = series.device_id and r.metric = series.metric
+             where r.ts >= max(?1, coalesce((select oldest.ts from readings oldest
+                                             where oldest.device_id = series.device_id
+                                               and oldest.metric = series.metric
+                                             order by oldest.ts desc limit 1 offset ?2), ?1))",
+        )
+        .bind(since.micros())
+        .bind(i64::from(per_series) - 1)
+        .fetch(&self.pool)
+        .map(|row| stored_reading_from_row(row?))
+        .boxed()
     }
 }
 

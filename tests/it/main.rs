@@ -15,3 +15,4 @@ mod mqtts;
 mod simulator;
 mod store_contract;
 mod triage_alerts;
+mod triage_rebuild;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use futures_util::TryStreamExt;
+
 use thuiswacht::alert_book::{AlertStatus, NewAlert, Outcome};
 use thuiswacht::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
 use thuiswacht::protocols::Priority;
@@ -468,6 +470,101 @@ async fn concurrent_writers_raise_one_alert(store: Arc<dyn Store>) {
     assert_eq!(store.alert_events(ids[0]).await.unwrap().len(), 50);
 }
 
+async fn newest_readings_per_series_are_each_series_newest_within_the_window(
+    store: Arc<dyn Store>,
+) {
+    // Arrange: a daily weight for 100 days; blood pressure three times, one
+    // of them before the window; diastolic only before it.
+    const HOUR: i64 = 3_600_000_000;
+    let patient = seed(&store, "scale-1").await;
+    store
+        .add_device(&NewDevice {
+            device_id: DeviceId::parse("bpm-1").unwrap(),
+            profile_id: "bp-monitor".to_owned(),
+            patient_id: patient,
+        })
+        .await
+        .unwrap();
+    let mut readings: Vec<Reading> = (1..=100)
+        .map(|day| {
+            reading(
+                "scale-1",
+                patient,
+                Metric::BodyWeight,
+                70.0 + f64::from(day) / 10.0,
+                i64::from(day) * 24 * HOUR,
+            )
+        })
+        .collect();
+    for (hours, value) in [(10, 120.0), (500, 131.0), (900, 142.0)] {
+        readings.push(reading(
+            "bpm-1",
+            patient,
+            Metric::BpSystolic,
+            value,
+            hours * HOUR,
+        ));
+    }
+    for hours in [5, 6] {
+        readings.push(reading(
+            "bpm-1",
+            patient,
+            Metric::BpDiastolic,
+            80.0,
+            hours * HOUR,
+        ));
+    }
+    store.commit_batch(&readings, &[]).await.unwrap();
+    let since = Timestamp(20 * HOUR);
+    let read = |per_series: u32| {
+        let store = store.clone();
+        async move {
+            let mut found: Vec<(String, Metric, i64, f64)> = store
+                .newest_readings_per_series(since, per_series)
+                .map_ok(|r| {
+                    assert_eq!(r.patient_id, patient);
+                    (r.device_id, r.metric, r.ts.micros() / HOUR, r.value)
+                })
+                .try_collect()
+                .await
+                .unwrap();
+            found.sort_by(|a, b| (&a.0, a.1.code(), a.2).cmp(&(&b.0, b.1.code(), b.2)));
+            found
+        }
+    };
+
+    // Act
+    let ten = read(10).await;
+    let one = read(1).await;
+    let none = read(0).await;
+
+    // Assert
+    let weights: Vec<(String, Metric, i64, f64)> = (91..=100)
+        .map(|day| {
+            (
+                "scale-1".to_owned(),
+                Metric::BodyWeight,
+                i64::from(day) * 24,
+                70.0 + f64::from(day) / 10.0,
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        ("bpm-1".to_owned(), Metric::BpSystolic, 500, 131.0),
+        ("bpm-1".to_owned(), Metric::BpSystolic, 900, 142.0),
+    ];
+    expected.extend(weights);
+    assert_eq!(ten, expected);
+    assert_eq!(
+        one,
+        vec![
+            ("bpm-1".to_owned(), Metric::BpSystolic, 900, 142.0),
+            ("scale-1".to_owned(), Metric::BodyWeight, 2_400, 80.0),
+        ]
+    );
+    assert!(none.is_empty());
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -500,6 +597,7 @@ contract!(
     alert_book_keeps_one_unresolved_alert_per_patient_and_rule,
     alert_transitions_are_saved_once_and_stale_copies_are_refused,
     concurrent_writers_raise_one_alert,
+    newest_readings_per_series_are_each_series_newest_within_the_window,
 );
 
 #[tokio::test]
