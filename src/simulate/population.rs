@@ -236,42 +236,9 @@ impl Population {
     /// their event time. Deterministic: the same population and day always
     /// give the same messages.
     pub fn day(&self, day: u32) -> Vec<SimMessage> {
-        let day_start = self.start.plus_micros(i64::from(day) * MICROS_PER_DAY);
         let mut messages = Vec::new();
         for patient in &self.patients {
-            let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed
-                ^ mix(patient.index as u64)
-                ^ mix(u64::from(day) << 32)));
-            let deteriorations: Vec<&Deterioration> = self
-                .deteriorations
-                .iter()
-                .filter(|d| d.patient_index == patient.index)
-                .collect();
-            // A flaky gateway is offline for part of one day in five.
-            let offline_hours = if patient.flaky_gateway && rng.gen_bool(0.2) {
-                Some((rng.gen_range(6..14), rng.gen_range(2..9)))
-            } else {
-                None
-            };
-            for device in &patient.devices {
-                let mut device_messages = super::vitals::device_day(
-                    &mut rng,
-                    patient,
-                    device,
-                    day_start,
-                    &deteriorations,
-                );
-                if let Some((from_hour, hours)) = offline_hours {
-                    let from = day_start.plus_micros(from_hour * MICROS_PER_HOUR);
-                    let back = from.plus_micros(hours * MICROS_PER_HOUR);
-                    for message in &mut device_messages {
-                        if message.upload_at >= from && message.upload_at < back {
-                            message.upload_at = back;
-                        }
-                    }
-                }
-                messages.extend(device_messages);
-            }
+            messages.extend(self.patient_day(patient.index, day));
         }
         messages.sort_by(|a, b| {
             a.readings[0]
@@ -279,6 +246,47 @@ impl Population {
                 .cmp(&b.readings[0].2)
                 .then_with(|| a.device_id.cmp(&b.device_id))
         });
+        messages
+    }
+
+    /// Returns the messages of one patient's simulated day `day`, device by
+    /// device; [`day`](Self::day) is these for every patient, sorted. Lets a
+    /// large population be produced patient by patient.
+    pub fn patient_day(&self, patient_index: usize, day: u32) -> Vec<SimMessage> {
+        let patient = &self.patients[patient_index];
+        let day_start = self.start.plus_micros(i64::from(day) * MICROS_PER_DAY);
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed
+            ^ mix(patient.index as u64)
+            ^ mix(u64::from(day) << 32)));
+        // Drawn in patient order, so a patient's deteriorations are adjacent.
+        let first = self
+            .deteriorations
+            .partition_point(|d| d.patient_index < patient.index);
+        let deteriorations: Vec<&Deterioration> = self.deteriorations[first..]
+            .iter()
+            .take_while(|d| d.patient_index == patient.index)
+            .collect();
+        // A flaky gateway is offline for part of one day in five.
+        let offline_hours = if patient.flaky_gateway && rng.gen_bool(0.2) {
+            Some((rng.gen_range(6..14), rng.gen_range(2..9)))
+        } else {
+            None
+        };
+        let mut messages = Vec::new();
+        for device in &patient.devices {
+            let mut device_messages =
+                super::vitals::device_day(&mut rng, patient, device, day_start, &deteriorations);
+            if let Some((from_hour, hours)) = offline_hours {
+                let from = day_start.plus_micros(from_hour * MICROS_PER_HOUR);
+                let back = from.plus_micros(hours * MICROS_PER_HOUR);
+                for message in &mut device_messages {
+                    if message.upload_at >= from && message.upload_at < back {
+                        message.upload_at = back;
+                    }
+                }
+            }
+            messages.extend(device_messages);
+        }
         messages
     }
 
