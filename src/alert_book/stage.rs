@@ -53,7 +53,7 @@ use super::NewAlert;
 use crate::domain::{Metric, Timestamp};
 use crate::protocols::{Protocol, RuleKind};
 use crate::store::writer::{ImplausibleReading, StoredBatch};
-use crate::store::{Store, StoreError};
+use crate::store::{SeriesTail, Store, StoreError};
 use crate::triage::baseline::BASELINE_WINDOW_DAYS;
 use crate::triage::engine::TriageEngine;
 use crate::triage::patient_state::{metric_index, HISTORY_CAPACITY};
@@ -117,23 +117,17 @@ impl TriageStage {
         let mut series = self
             .store
             .newest_readings_per_series(since, REBUILD_READINGS_PER_SERIES);
-        while let Some(stored) = series.try_next().await? {
-            readings_read += 1;
-            if registered.contains(&stored.patient_id) {
-                history.push(
-                    stored.patient_id,
-                    &stored.device_id,
-                    stored.metric,
-                    stored.value,
-                    stored.ts,
-                );
+        while let Some(tail) = series.try_next().await? {
+            readings_read += tail.readings.len();
+            if registered.contains(&tail.patient_id) {
+                history.push(&tail);
             }
         }
         drop(series);
         let read_seconds = started.elapsed().as_secs_f64();
 
         let replay = tokio::task::spawn_blocking(move || {
-            let replayed = history.replay_into(&mut engine, REBUILD_READINGS_PER_SERIES);
+            let replayed = history.replay_into(&mut engine);
             (engine, replayed)
         });
         let (engine, readings_replayed) = replay
@@ -353,53 +347,62 @@ struct HeldReading {
     metric: Metric,
 }
 
+/// What the rebuild read of one patient.
+#[derive(Debug)]
+struct PatientHistory {
+    readings: Vec<HeldReading>,
+    /// Per metric (in [`Metric::ALL`] order), the event time from which the
+    /// patient's readings of it are complete; see
+    /// [`PatientHistories::replay_into`].
+    complete_from: [Timestamp; Metric::ALL.len()],
+}
+
 /// The history read for the rebuild, grouped by patient, compactly: the
 /// store returns it series by series, and the replay needs each patient's
 /// readings in event-time order.
 #[derive(Debug, Default)]
 struct PatientHistories {
-    patients: HashMap<Uuid, Vec<HeldReading>>,
+    patients: HashMap<Uuid, PatientHistory>,
     device_ids: Vec<String>,
     device_index: HashMap<String, u32>,
 }
 
 impl PatientHistories {
-    fn push(
-        &mut self,
-        patient_id: Uuid,
-        device_id: &str,
-        metric: Metric,
-        value: f64,
-        ts: Timestamp,
-    ) {
-        // Readings come series by series, so the device is usually the last one.
-        let device = match self.device_ids.last() {
-            Some(last) if last == device_id => (self.device_ids.len() - 1) as u32,
-            _ => match self.device_index.get(device_id) {
-                Some(&index) => index,
-                None => {
-                    let index = self.device_ids.len() as u32;
-                    self.device_ids.push(device_id.to_owned());
-                    self.device_index.insert(device_id.to_owned(), index);
-                    index
-                }
-            },
+    fn push(&mut self, tail: &SeriesTail) {
+        let device = match self.device_index.get(&tail.device_id) {
+            Some(&index) => index,
+            None => {
+                let index = self.device_ids.len() as u32;
+                self.device_ids.push(tail.device_id.clone());
+                self.device_index.insert(tail.device_id.clone(), index);
+                index
+            }
         };
-        self.patients
-            .entry(patient_id)
-            .or_default()
-            .push(HeldReading {
+        let patient = self
+            .patients
+            .entry(tail.patient_id)
+            .or_insert_with(|| PatientHistory {
+                readings: Vec::new(),
+                complete_from: [Timestamp(i64::MIN); Metric::ALL.len()],
+            });
+        if !tail.complete {
+            let from = &mut patient.complete_from[metric_index(tail.metric)];
+            *from = (*from).max(tail.oldest);
+        }
+        patient
+            .readings
+            .extend(tail.readings.iter().map(|&(ts, value)| HeldReading {
                 ts,
                 value,
                 device,
-                metric,
-            });
+                metric: tail.metric,
+            }));
     }
 
     /// Replays each patient's readings in event-time order (ties: device id,
     /// then metric); returns how many were replayed.
     ///
-    /// A series that returned `per_series` readings may have older ones that
+    /// A series that was not read completely may have older readings that
     /// were not read; the patient's other readings of that metric from before
     /// its oldest one read are left out too. They cannot be among the newest
     /// readings the engine keeps, and replaying them without the unread ones
@@ -407,7 +410,7 @@ impl PatientHistories {
     /// pulse among hours of missing wearable readings "holding" a
     /// tachycardia). So each metric is replayed as a complete run of its
     /// most recent readings.
-    fn replay_into(self, engine: &mut TriageEngine, per_series: u32) -> usize {
+    fn replay_into(self, engine: &mut TriageEngine) -> usize {
         let mut device_rank = vec![0_u32; self.device_ids.len()];
         let mut by_name: Vec<u32> = (0..self.device_ids.len() as u32).collect();
         by_name.sort_unstable_by(|a, b| {
@@ -418,9 +421,12 @@ impl PatientHistories {
         }
         let mut findings = Vec::new();
         let mut replayed = 0;
-        for (patient_id, mut readings) in self.patients {
-            let replay_from = complete_runs(&readings, per_series);
-            readings.retain(|reading| reading.ts >= replay_from[metric_index(reading.metric)]);
+        for (patient_id, patient) in self.patients {
+            let PatientHistory {
+                mut readings,
+                complete_from,
+            } = patient;
+            readings.retain(|reading| reading.ts >= complete_from[metric_index(reading.metric)]);
             readings.sort_unstable_by(|a, b| {
                 (a.ts, device_rank[a.device as usize], a.metric.code()).cmp(&(
                     b.ts,
@@ -442,35 +448,6 @@ impl PatientHistories {
         }
         replayed
     }
-}
-
-/// Returns, per metric (in [`Metric::ALL`] order), the event time from which
-/// a patient's `readings` of it are complete: the newest of the oldest
-/// readings of the series that returned `per_series` readings, or the
-/// beginning of time when none did.
-fn complete_runs(readings: &[HeldReading], per_series: u32) -> [Timestamp; Metric::ALL.len()] {
-    // (device, metric, readings, oldest); a patient has a handful of series.
-    let mut series: Vec<(u32, Metric, u32, Timestamp)> = Vec::new();
-    for reading in readings {
-        match series
-            .iter_mut()
-            .find(|(device, metric, ..)| *device == reading.device && *metric == reading.metric)
-        {
-            Some((_, _, count, oldest)) => {
-                *count += 1;
-                *oldest = (*oldest).min(reading.ts);
-            }
-            None => series.push((reading.device, reading.metric, 1, reading.ts)),
-        }
-    }
-    let mut replay_from = [Timestamp(i64::MIN); Metric::ALL.len()];
-    for (_, metric, count, oldest) in series {
-        if count >= per_series {
-            let from = &mut replay_from[metric_index(metric)];
-            *from = (*from).max(oldest);
-        }
-    }
-    replay_from
 }
 
 /// Escalates, every sweep, the alerts whose response target lapsed unclaimed.

@@ -2,11 +2,12 @@
 //! demo or a single small practice. WAL journal with `synchronous = FULL`, so
 //! a committed batch survives a crash or power loss before it is acknowledged.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
@@ -14,7 +15,7 @@ use uuid::Uuid;
 
 use super::{
     alert_from_parts, on_constraint, postgres::mark_new, raw_preview, NewDevice, NewPatient,
-    Patient, QuarantineEntry, QuarantineRecord, Store, StoreError, StoredReading, Team,
+    Patient, QuarantineEntry, QuarantineRecord, SeriesTail, Store, StoreError, StoredReading, Team,
     TokenRecord, TokenScope, ALERT_COLUMNS, RAISE_ALERT_SQL,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
@@ -535,7 +536,7 @@ impl Store for SqliteStore {
         &self,
         since: Timestamp,
         per_series: u32,
-    ) -> BoxStream<'_, Result<StoredReading, StoreError>> {
+    ) -> BoxStream<'_, Result<SeriesTail, StoreError>> {
         if per_series == 0 {
             return futures_util::stream::empty().boxed();
         }
@@ -543,7 +544,7 @@ impl Store for SqliteStore {
         // each step looks the next key up twice, once per column); per
         // series, the `per_series`-th newest event time is one backward
         // probe of the key, and the readings from there on one range scan.
-        sqlx::query(
+        let rows = sqlx::query(
             "with recursive series (device_id, metric) as (
                  select * from (select device_id, metric from readings order by device_id, metric limit 1)
                  union all
@@ -565,8 +566,15 @@ impl Store for SqliteStore {
         )
         .bind(since.micros())
         .bind(i64::from(per_series) - 1)
-        .fetch(&self.pool)
-        .map(|row| stored_reading_from_row(row?))
+        .fetch_all(&self.pool);
+        // An embedded database holds a small practice: its newest readings
+        // fit in memory, and grouping them here keeps the SQL plain.
+        futures_util::stream::once(async move {
+            let rows = rows.await?;
+            let tails = series_tails(rows, per_series)?;
+            Ok::<_, StoreError>(futures_util::stream::iter(tails.into_iter().map(Ok)))
+        })
+        .try_flatten()
         .boxed()
     }
 }
@@ -598,6 +606,47 @@ fn sqlite_alert(row: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
         row.get(16),
         row.get(17),
     )
+}
+
+/// Groups rows of (device, patient, metric, value, ts) into one
+/// [`SeriesTail`] per series and patient.
+fn series_tails(
+    rows: Vec<sqlx::sqlite::SqliteRow>,
+    per_series: u32,
+) -> Result<Vec<SeriesTail>, StoreError> {
+    let mut series: BTreeMap<(String, &'static str), Vec<(Uuid, Timestamp, f64)>> = BTreeMap::new();
+    for row in rows {
+        let reading = stored_reading_from_row(row)?;
+        series
+            .entry((reading.device_id, reading.metric.code()))
+            .or_default()
+            .push((reading.patient_id, reading.ts, reading.value));
+    }
+    let mut tails = Vec::new();
+    for ((device_id, metric), readings) in series {
+        let complete = readings.len() < per_series as usize;
+        let oldest = readings
+            .iter()
+            .map(|(_, ts, _)| *ts)
+            .min()
+            .unwrap_or(Timestamp(i64::MIN));
+        let metric = Metric::from_code(metric).expect("a code of a metric");
+        let mut by_patient: BTreeMap<Uuid, Vec<(Timestamp, f64)>> = BTreeMap::new();
+        for (patient_id, ts, value) in readings {
+            by_patient.entry(patient_id).or_default().push((ts, value));
+        }
+        for (patient_id, readings) in by_patient {
+            tails.push(SeriesTail {
+                device_id: device_id.clone(),
+                metric,
+                patient_id,
+                readings,
+                complete,
+                oldest,
+            });
+        }
+    }
+    Ok(tails)
 }
 
 fn stored_reading_from_row(row: sqlx::sqlite::SqliteRow) -> Result<StoredReading, StoreError> {

@@ -10,7 +10,7 @@ use thuiswacht::domain::{DeviceId, Metric, Reading, RejectReason, Timestamp};
 use thuiswacht::protocols::Priority;
 use thuiswacht::settings::Settings;
 use thuiswacht::store::{
-    NewDevice, NewPatient, QuarantineRecord, SqliteStore, Store, StoreError, TokenScope,
+    NewDevice, NewPatient, QuarantineRecord, SeriesTail, SqliteStore, Store, StoreError, TokenScope,
 };
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
@@ -474,32 +474,31 @@ async fn newest_readings_per_series_are_each_series_newest_within_the_window(
     store: Arc<dyn Store>,
 ) {
     // Arrange: a daily weight for 100 days; blood pressure three times, one
-    // of them before the window; diastolic only before it.
+    // of them before the window and the last one after the monitor went to
+    // another patient; diastolic only before the window.
     const HOUR: i64 = 3_600_000_000;
     let patient = seed(&store, "scale-1").await;
-    store
-        .add_device(&NewDevice {
-            device_id: DeviceId::parse("bpm-1").unwrap(),
-            profile_id: "bp-monitor".to_owned(),
-            patient_id: patient,
-        })
-        .await
-        .unwrap();
+    let next_patient = Uuid::new_v4();
+    let weight = |day: i64| 70.0 + day as f64 / 10.0;
     let mut readings: Vec<Reading> = (1..=100)
         .map(|day| {
             reading(
                 "scale-1",
                 patient,
                 Metric::BodyWeight,
-                70.0 + f64::from(day) / 10.0,
-                i64::from(day) * 24 * HOUR,
+                weight(day),
+                day * 24 * HOUR,
             )
         })
         .collect();
-    for (hours, value) in [(10, 120.0), (500, 131.0), (900, 142.0)] {
+    for (hours, value, owner) in [
+        (10, 120.0, patient),
+        (500, 131.0, patient),
+        (900, 142.0, next_patient),
+    ] {
         readings.push(reading(
             "bpm-1",
-            patient,
+            owner,
             Metric::BpSystolic,
             value,
             hours * HOUR,
@@ -519,47 +518,104 @@ async fn newest_readings_per_series_are_each_series_newest_within_the_window(
     let read = |per_series: u32| {
         let store = store.clone();
         async move {
-            let mut found: Vec<(String, Metric, i64, f64)> = store
+            let mut tails: Vec<SeriesTail> = store
                 .newest_readings_per_series(since, per_series)
-                .map_ok(|r| {
-                    assert_eq!(r.patient_id, patient);
-                    (r.device_id, r.metric, r.ts.micros() / HOUR, r.value)
-                })
                 .try_collect()
                 .await
                 .unwrap();
-            found.sort_by(|a, b| (&a.0, a.1.code(), a.2).cmp(&(&b.0, b.1.code(), b.2)));
-            found
+            for tail in &mut tails {
+                tail.readings.sort_by_key(|(ts, _)| *ts);
+            }
+            tails.sort_by_key(|tail| {
+                (
+                    tail.device_id.clone(),
+                    tail.metric.code(),
+                    tail.oldest,
+                    tail.readings[0].0,
+                )
+            });
+            tails
         }
     };
+    let tail =
+        |device: &str, metric, owner, hours: &[i64], values: &[f64], complete, oldest_hours| {
+            SeriesTail {
+                device_id: device.to_owned(),
+                metric,
+                patient_id: owner,
+                readings: hours
+                    .iter()
+                    .map(|h| Timestamp(h * HOUR))
+                    .zip(values.iter().copied())
+                    .collect(),
+                complete,
+                oldest: Timestamp(oldest_hours * HOUR),
+            }
+        };
 
     // Act
     let ten = read(10).await;
     let one = read(1).await;
     let none = read(0).await;
 
-    // Assert
-    let weights: Vec<(String, Metric, i64, f64)> = (91..=100)
-        .map(|day| {
-            (
-                "scale-1".to_owned(),
+    // Assert: the monitor's series comes in one piece per patient, both
+    // complete and sharing the series' oldest reading read.
+    let days: Vec<i64> = (91..=100).collect();
+    let hours: Vec<i64> = days.iter().map(|day| day * 24).collect();
+    let weights: Vec<f64> = days.iter().map(|day| weight(*day)).collect();
+    assert_eq!(
+        ten,
+        vec![
+            tail(
+                "bpm-1",
+                Metric::BpSystolic,
+                patient,
+                &[500],
+                &[131.0],
+                true,
+                500
+            ),
+            tail(
+                "bpm-1",
+                Metric::BpSystolic,
+                next_patient,
+                &[900],
+                &[142.0],
+                true,
+                500
+            ),
+            tail(
+                "scale-1",
                 Metric::BodyWeight,
-                i64::from(day) * 24,
-                70.0 + f64::from(day) / 10.0,
-            )
-        })
-        .collect();
-    let mut expected = vec![
-        ("bpm-1".to_owned(), Metric::BpSystolic, 500, 131.0),
-        ("bpm-1".to_owned(), Metric::BpSystolic, 900, 142.0),
-    ];
-    expected.extend(weights);
-    assert_eq!(ten, expected);
+                patient,
+                &hours,
+                &weights,
+                false,
+                91 * 24
+            ),
+        ]
+    );
     assert_eq!(
         one,
         vec![
-            ("bpm-1".to_owned(), Metric::BpSystolic, 900, 142.0),
-            ("scale-1".to_owned(), Metric::BodyWeight, 2_400, 80.0),
+            tail(
+                "bpm-1",
+                Metric::BpSystolic,
+                next_patient,
+                &[900],
+                &[142.0],
+                false,
+                900
+            ),
+            tail(
+                "scale-1",
+                Metric::BodyWeight,
+                patient,
+                &[2_400],
+                &[80.0],
+                false,
+                2_400
+            ),
         ]
     );
     assert!(none.is_empty());
