@@ -614,37 +614,38 @@ fn series_tails(
     rows: Vec<sqlx::sqlite::SqliteRow>,
     per_series: u32,
 ) -> Result<Vec<SeriesTail>, StoreError> {
-    let mut series: BTreeMap<(String, &'static str), Vec<(Uuid, Timestamp, f64)>> = BTreeMap::new();
+    let mut series: BTreeMap<(String, &'static str), Vec<StoredReading>> = BTreeMap::new();
     for row in rows {
         let reading = stored_reading_from_row(row)?;
         series
-            .entry((reading.device_id, reading.metric.code()))
+            .entry((reading.device_id.clone(), reading.metric.code()))
             .or_default()
-            .push((reading.patient_id, reading.ts, reading.value));
+            .push(reading);
     }
     let mut tails = Vec::new();
-    for ((device_id, metric), readings) in series {
+    for (_, readings) in series {
         let complete = readings.len() < per_series as usize;
         let oldest = readings
             .iter()
-            .map(|(_, ts, _)| *ts)
+            .map(|reading| reading.ts)
             .min()
             .unwrap_or(Timestamp(i64::MIN));
-        let metric = Metric::from_code(metric).expect("a code of a metric");
-        let mut by_patient: BTreeMap<Uuid, Vec<(Timestamp, f64)>> = BTreeMap::new();
-        for (patient_id, ts, value) in readings {
-            by_patient.entry(patient_id).or_default().push((ts, value));
+        let mut by_patient: BTreeMap<Uuid, SeriesTail> = BTreeMap::new();
+        for reading in readings {
+            by_patient
+                .entry(reading.patient_id)
+                .or_insert_with(|| SeriesTail {
+                    device_id: reading.device_id.clone(),
+                    metric: reading.metric,
+                    patient_id: reading.patient_id,
+                    readings: Vec::new(),
+                    complete,
+                    oldest,
+                })
+                .readings
+                .push((reading.ts, reading.value));
         }
-        for (patient_id, readings) in by_patient {
-            tails.push(SeriesTail {
-                device_id: device_id.clone(),
-                metric,
-                patient_id,
-                readings,
-                complete,
-                oldest,
-            });
-        }
+        tails.extend(by_patient.into_values());
     }
     Ok(tails)
 }
