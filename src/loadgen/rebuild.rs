@@ -103,8 +103,9 @@ pub struct RebuildRun {
 pub struct RebuildLoadReport {
     pub database: String,
     pub patients: usize,
-    pub days: u32,
-    pub wearable_minutes: u32,
+    /// Days and wearable rate of the history loaded; `None` with `--reuse`.
+    pub days: Option<u32>,
+    pub wearable_minutes: Option<u32>,
     pub rows_in_database: i64,
     /// Heap and indexes of the readings table.
     pub readings_table_mib: f64,
@@ -123,15 +124,14 @@ pub struct RebuildLoadReport {
 impl RebuildLoadReport {
     /// Human-readable lines.
     pub fn summary(&self) -> String {
+        let history = match (self.days, self.wearable_minutes) {
+            (Some(days), Some(0)) => format!("{days} days, no wearables"),
+            (Some(days), Some(minutes)) => format!("{days} days, wearables every {minutes} min"),
+            _ => format!("database {}", self.database),
+        };
         let mut lines = vec![format!(
-            "rebuild: {} patients, {} days{}: {} rows in the database ({:.0} MiB), loaded in {:.0} s",
+            "rebuild: {} patients, {history}: {} rows in the database ({:.0} MiB), loaded in {:.0} s",
             self.patients,
-            self.days,
-            if self.wearable_minutes > 0 {
-                format!(", wearables every {} min", self.wearable_minutes)
-            } else {
-                String::new()
-            },
             self.rows_in_database,
             self.readings_table_mib,
             self.load_seconds
@@ -259,8 +259,8 @@ async fn measure(
     Ok(RebuildLoadReport {
         database: name.to_owned(),
         patients: patients_in_state,
-        days: args.days,
-        wearable_minutes: args.wearable_minutes,
+        days: args.reuse.is_none().then_some(args.days),
+        wearable_minutes: args.reuse.is_none().then_some(args.wearable_minutes),
         rows_in_database,
         readings_table_mib: table_bytes as f64 / 1_048_576.0,
         load_seconds,
