@@ -547,8 +547,10 @@ impl Store for PgStore {
     ) -> BoxStream<'_, Result<SeriesTail, StoreError>> {
         // The key space is cut into ranges of device ids, each read by its own
         // query on its own connection, so that the server works on them in
-        // parallel: one query is bound by one backend's CPU (measured: 10,000
-        // patients' 1.6 million rows took 4.1 s to read with one query).
+        // parallel: one query keeps one backend busy and leaves the other
+        // cores idle. For 10,000 patients' 1.6 million readings on a 2-core
+        // machine, one query sending a row per reading took 4.1–7.7 s to
+        // read, four ranges sending a row per series 2.4–5.1 s.
         let fractions: Vec<f64> = (1..SERIES_READ_PARTITIONS)
             .map(|part| part as f64 / SERIES_READ_PARTITIONS as f64)
             .collect();
