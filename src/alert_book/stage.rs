@@ -4,13 +4,42 @@
 //! newly stored reading — redeliveries are marked duplicate by the store
 //! writer and skipped, so a reading is never triaged twice — and records
 //! raised and ongoing findings in the alert book. At start it rebuilds the
-//! engine's state from the stored readings of the last
-//! [`REBUILD_DAYS`] days (findings from the rebuild only update alerts that are
-//! already open; they do not open new ones), so a restart gives the same
-//! alerts as an uninterrupted run. A sweeper escalates alerts whose response
-//! target lapsed unclaimed. Device statuses and implausible values become
-//! technical alerts ([`super::technical`]); missed measurements have their
-//! own clock-driven sweep ([`super::missed`]).
+//! engine's state from the stored readings (findings of the rebuild are not
+//! recorded: they were recorded when the readings first arrived), so a restart
+//! gives the same alerts as an uninterrupted run. A sweeper escalates alerts
+//! whose response target lapsed unclaimed. Device statuses and implausible
+//! values become technical alerts ([`super::technical`]); missed
+//! measurements have their own clock-driven sweep ([`super::missed`]).
+//! Personal settings are applied before the replay, so each reading is
+//! judged by the version valid at its event time.
+//!
+//! # Rebuild
+//!
+//! The engine keeps, per patient and metric, the newest
+//! [`HISTORY_CAPACITY`] readings, and its rules look back a bounded time
+//! ([`rebuild_lookback_hours`]: the baseline window plus the longest rule
+//! window, 15 days with the shipped protocols). So the rebuild reads, per
+//! device and metric, only the newest [`HISTORY_CAPACITY`] readings within
+//! that time ([`Store::newest_readings_per_series`]): a patient's newest
+//! readings of a metric are among the newest of each of their devices, so
+//! every history ends up holding exactly what an uninterrupted run holds
+//! within the lookback, and a wearable sending every minute costs 64 rows
+//! instead of 21,600. Each patient's readings are replayed in event-time
+//! order (ties: device id, then metric), per metric only the complete run
+//! of its most recent readings (see `PatientHistories::replay_into`), off
+//! the async runtime.
+//!
+//! Rule memory (whether a rule is active, since when its condition holds,
+//! its recent raises for the second-contact signal) comes from the replay,
+//! so it is exact when it lies within the readings replayed for the rule's
+//! metrics: for spot-checked metrics the whole lookback, for a metric a
+//! wearable sends every minute about the last hour. After a restart a
+//! wearer's rule on such a metric may thus miss an earlier raise of the same
+//! rule (later findings lack the second-contact signal and suggest an NTS
+//! level one step lower; the open alert keeps its higher level) or report a
+//! shorter held time. Making that exact means storing rule state, not reading
+//! more history (a week of a wearable's minute readings is 10,000 rows per
+//! metric).
 //!
 //! Shutdown: the stage ends when its input closes, after recording what it
 //! has; the sweeper ends on the shutdown token.
@@ -19,22 +48,27 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::technical::TechnicalRecorder;
 use super::NewAlert;
-use crate::domain::{DeviceId, Reading, Timestamp};
-use crate::protocols::{Priority, Protocol};
+use crate::domain::{Metric, Timestamp};
+use crate::protocols::{Priority, Protocol, RuleKind};
 use crate::store::writer::StoredBatch;
-use crate::store::{Store, StoreError};
+use crate::store::{SeriesTail, Store, StoreError};
+use crate::triage::baseline::BASELINE_WINDOW_DAYS;
 use crate::triage::engine::{PersonalSettings, TriageEngine};
+use crate::triage::patient_state::{metric_index, HISTORY_CAPACITY};
+use crate::triage::rules::{NEWS2_FRESHNESS_HOURS, TREND_GRACE_HOURS};
+use crate::triage::urgency::SECOND_CONTACT_DAYS;
 use crate::triage::urgency::{Finding, Transition};
 
-/// Days of history replayed into the engine at start: the longest trend
-/// window (72 h) and the baseline window (14 days) fit in it.
-pub const REBUILD_DAYS: i64 = 14;
+/// Readings per device and metric read back at start: as many as the
+/// engine keeps per patient and metric.
+pub const REBUILD_READINGS_PER_SERIES: u32 = HISTORY_CAPACITY as u32;
 
 /// How often the triage stage looks for changed personal settings (while
 /// readings arrive; without readings there is nothing to evaluate).
@@ -102,7 +136,8 @@ pub struct TriageStage {
 }
 
 impl TriageStage {
-    /// Builds the engine and replays recent history into it.
+    /// Builds the engine and replays recent history into it; see the
+    /// module docs.
     ///
     /// # Errors
     /// Returns a store error when the history cannot be read.
@@ -110,33 +145,66 @@ impl TriageStage {
         &self,
         now: Timestamp,
     ) -> Result<(TriageEngine, HashSet<Uuid>), StoreError> {
+        let (engine, registered, _report) = self.rebuild_with_report(now).await?;
+        Ok((engine, registered))
+    }
+
+    /// Does what [`rebuild`](Self::rebuild) does and also says what it read
+    /// and where the time went.
+    ///
+    /// # Errors
+    /// Returns a store error when the history cannot be read.
+    ///
+    /// # Panics
+    /// Passes on a panic of the replay.
+    pub async fn rebuild_with_report(
+        &self,
+        now: Timestamp,
+    ) -> Result<(TriageEngine, HashSet<Uuid>, RebuildReport), StoreError> {
+        let started = Instant::now();
         let mut engine = TriageEngine::new((*self.protocols).clone());
         let registered = self.register_all(&mut engine).await?;
         // Personal settings first, so that the replay uses the version that
         // applied at each reading's event time.
         self.load_personal_settings(&mut engine, 0).await?;
-        let since = now.plus_micros(-REBUILD_DAYS * 86_400_000_000);
-        let readings = self.store.readings_since(since).await?;
-        let mut findings = Vec::new();
-        for stored in &readings {
-            let reading = Reading {
-                device_id: DeviceId::parse(&stored.device_id)
-                    .unwrap_or_else(|_| DeviceId::parse("unknown").expect("valid")),
-                patient_id: stored.patient_id,
-                metric: stored.metric,
-                value: stored.value,
-                ts: stored.ts,
-                received_at: stored.ts,
-            };
-            engine.evaluate(&reading, &mut findings);
-            findings.clear();
+        let since = now.plus_micros(-rebuild_lookback_hours(&self.protocols) * MICROS_PER_HOUR);
+
+        let mut history = PatientHistories::default();
+        let mut readings_read = 0;
+        let mut series = self
+            .store
+            .newest_readings_per_series(since, REBUILD_READINGS_PER_SERIES);
+        while let Some(tail) = series.try_next().await? {
+            readings_read += tail.readings.len();
+            if registered.contains(&tail.patient_id) {
+                history.push(&tail);
+            }
         }
+        drop(series);
+        let read_seconds = started.elapsed().as_secs_f64();
+
+        let replay = tokio::task::spawn_blocking(move || {
+            let replayed = history.replay_into(&mut engine);
+            (engine, replayed)
+        });
+        let (engine, readings_replayed) = replay
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        let report = RebuildReport {
+            since,
+            readings_read,
+            readings_replayed,
+            patients: engine.patient_count(),
+            read_seconds,
+            replay_seconds: started.elapsed().as_secs_f64() - read_seconds,
+        };
         tracing::info!(
-            patients = engine.patient_count(),
-            readings = readings.len(),
+            patients = report.patients,
+            readings = report.readings_read,
+            seconds = report.read_seconds + report.replay_seconds,
             "triage state rebuilt"
         );
-        Ok((engine, registered))
+        Ok((engine, registered, report))
     }
 
     /// Applies the personal settings stored after `seen` (a
@@ -350,6 +418,160 @@ impl TriageStage {
                 }
             }
         }
+    }
+}
+
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// What a rebuild read and where its time went.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RebuildReport {
+    /// The oldest event time read.
+    pub since: Timestamp,
+    /// Readings the store returned.
+    pub readings_read: usize,
+    /// Readings of registered patients replayed into the engine.
+    pub readings_replayed: usize,
+    pub patients: usize,
+    /// Registering patients and reading the history.
+    pub read_seconds: f64,
+    /// Sorting and replaying it.
+    pub replay_seconds: f64,
+}
+
+/// Returns how many hours before a reading the rules of `protocols` can
+/// look: the baseline window (threshold rules explain and rank against it),
+/// a baseline-deviation rule's excluded recent hours before that window, a
+/// trend window with its grace, the NEWS2 freshness, and the raise history
+/// of the second-contact alarm signal. Older readings cannot change what
+/// the engine concludes from now on, so the rebuild does not read them.
+pub fn rebuild_lookback_hours(protocols: &BTreeMap<String, Protocol>) -> i64 {
+    let baseline_hours = BASELINE_WINDOW_DAYS * 24;
+    let mut hours = baseline_hours
+        .max(SECOND_CONTACT_DAYS * 24)
+        .max(NEWS2_FRESHNESS_HOURS);
+    for rule in protocols.values().flat_map(|protocol| &protocol.rules) {
+        let window_hours = i64::from(rule.window_hours.unwrap_or(0));
+        let rule_hours = match rule.kind {
+            RuleKind::Trend => window_hours + TREND_GRACE_HOURS,
+            RuleKind::BaselineDeviation => window_hours + baseline_hours,
+            _ => 0,
+        };
+        hours = hours.max(rule_hours);
+    }
+    hours
+}
+
+/// One reading held for the replay; the device is an index into
+/// [`PatientHistories::device_ids`].
+#[derive(Debug, Clone, Copy)]
+struct HeldReading {
+    ts: Timestamp,
+    value: f64,
+    device: u32,
+    metric: Metric,
+}
+
+/// What the rebuild read of one patient.
+#[derive(Debug)]
+struct PatientHistory {
+    readings: Vec<HeldReading>,
+    /// Per metric (in [`Metric::ALL`] order), the event time from which the
+    /// patient's readings of it are complete; see
+    /// [`PatientHistories::replay_into`].
+    complete_from: [Timestamp; Metric::ALL.len()],
+}
+
+/// The history read for the rebuild, grouped by patient, compactly: the
+/// store returns it series by series, and the replay needs each patient's
+/// readings in event-time order.
+#[derive(Debug, Default)]
+struct PatientHistories {
+    patients: HashMap<Uuid, PatientHistory>,
+    device_ids: Vec<String>,
+    device_index: HashMap<String, u32>,
+}
+
+impl PatientHistories {
+    fn push(&mut self, tail: &SeriesTail) {
+        let device = match self.device_index.get(&tail.device_id) {
+            Some(&index) => index,
+            None => {
+                let index = self.device_ids.len() as u32;
+                self.device_ids.push(tail.device_id.clone());
+                self.device_index.insert(tail.device_id.clone(), index);
+                index
+            }
+        };
+        let patient = self
+            .patients
+            .entry(tail.patient_id)
+            .or_insert_with(|| PatientHistory {
+                readings: Vec::new(),
+                complete_from: [Timestamp(i64::MIN); Metric::ALL.len()],
+            });
+        if !tail.complete {
+            let from = &mut patient.complete_from[metric_index(tail.metric)];
+            *from = (*from).max(tail.oldest);
+        }
+        patient
+            .readings
+            .extend(tail.readings.iter().map(|&(ts, value)| HeldReading {
+                ts,
+                value,
+                device,
+                metric: tail.metric,
+            }));
+    }
+
+    /// Replays each patient's readings in event-time order (ties: device id,
+    /// then metric); returns how many were replayed.
+    ///
+    /// A series that was not read completely may have older readings that
+    /// were not read; the patient's other readings of that metric from before
+    /// its oldest one read are left out too. They cannot be among the newest
+    /// readings the engine keeps, and replaying them without the unread ones
+    /// between them would evaluate a history that never was (a spot-checked
+    /// pulse among hours of missing wearable readings "holding" a
+    /// tachycardia). So each metric is replayed as a complete run of its
+    /// most recent readings.
+    fn replay_into(self, engine: &mut TriageEngine) -> usize {
+        let mut device_rank = vec![0_u32; self.device_ids.len()];
+        let mut by_name: Vec<u32> = (0..self.device_ids.len() as u32).collect();
+        by_name.sort_unstable_by(|a, b| {
+            self.device_ids[*a as usize].cmp(&self.device_ids[*b as usize])
+        });
+        for (rank, index) in by_name.into_iter().enumerate() {
+            device_rank[index as usize] = rank as u32;
+        }
+        let mut findings = Vec::new();
+        let mut replayed = 0;
+        for (patient_id, patient) in self.patients {
+            let PatientHistory {
+                mut readings,
+                complete_from,
+            } = patient;
+            readings.retain(|reading| reading.ts >= complete_from[metric_index(reading.metric)]);
+            readings.sort_unstable_by(|a, b| {
+                (a.ts, device_rank[a.device as usize], a.metric.code()).cmp(&(
+                    b.ts,
+                    device_rank[b.device as usize],
+                    b.metric.code(),
+                ))
+            });
+            for reading in &readings {
+                engine.evaluate_measurement(
+                    patient_id,
+                    reading.metric,
+                    reading.value,
+                    reading.ts,
+                    &mut findings,
+                );
+                findings.clear();
+            }
+            replayed += readings.len();
+        }
+        replayed
     }
 }
 

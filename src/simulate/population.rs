@@ -236,37 +236,9 @@ impl Population {
     /// their event time. Deterministic: the same population and day always
     /// give the same messages.
     pub fn day(&self, day: u32) -> Vec<SimMessage> {
-        let day_start = self.day_start(day);
         let mut messages = Vec::new();
         for patient in &self.patients {
-            let mut rng = self.day_rng(patient, day);
-            let deteriorations: Vec<&Deterioration> = self
-                .deteriorations
-                .iter()
-                .filter(|d| d.patient_index == patient.index)
-                .collect();
-            let mut outages: Vec<(Timestamp, Timestamp)> =
-                short_outage(&mut rng, patient, day_start)
-                    .into_iter()
-                    .collect();
-            outages.extend(self.long_outages(patient, day));
-            for device in &patient.devices {
-                let mut device_messages = super::vitals::device_day(
-                    &mut rng,
-                    patient,
-                    device,
-                    day_start,
-                    &deteriorations,
-                );
-                for message in &mut device_messages {
-                    for &(from, back) in &outages {
-                        if message.upload_at >= from && message.upload_at < back {
-                            message.upload_at = back;
-                        }
-                    }
-                }
-                messages.extend(device_messages);
-            }
+            messages.extend(self.patient_day(patient.index, day));
         }
         messages.sort_by(|a, b| {
             a.readings[0]
@@ -274,6 +246,41 @@ impl Population {
                 .cmp(&b.readings[0].2)
                 .then_with(|| a.device_id.cmp(&b.device_id))
         });
+        messages
+    }
+
+    /// Returns the messages of one patient's simulated day `day`, device by
+    /// device; [`day`](Self::day) is these for every patient, sorted. Lets a
+    /// large population be produced patient by patient.
+    pub fn patient_day(&self, patient_index: usize, day: u32) -> Vec<SimMessage> {
+        let patient = &self.patients[patient_index];
+        let day_start = self.day_start(day);
+        let mut rng = self.day_rng(patient, day);
+        // Drawn in patient order, so a patient's deteriorations are adjacent.
+        let first = self
+            .deteriorations
+            .partition_point(|d| d.patient_index < patient.index);
+        let deteriorations: Vec<&Deterioration> = self.deteriorations[first..]
+            .iter()
+            .take_while(|d| d.patient_index == patient.index)
+            .collect();
+        let mut outages: Vec<(Timestamp, Timestamp)> = short_outage(&mut rng, patient, day_start)
+            .into_iter()
+            .collect();
+        outages.extend(self.long_outages(patient, day));
+        let mut messages = Vec::new();
+        for device in &patient.devices {
+            let mut device_messages =
+                super::vitals::device_day(&mut rng, patient, device, day_start, &deteriorations);
+            for message in &mut device_messages {
+                for &(from, back) in &outages {
+                    if message.upload_at >= from && message.upload_at < back {
+                        message.upload_at = back;
+                    }
+                }
+            }
+            messages.extend(device_messages);
+        }
         messages
     }
 

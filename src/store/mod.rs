@@ -15,6 +15,7 @@ pub mod writer;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -518,6 +519,37 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown token or team.
     async fn set_token_teams(&self, token_id: Uuid, teams: &TeamScope) -> Result<(), StoreError>;
+
+    /// Streams, for every (device, metric) series, its newest `per_series`
+    /// readings with an event time at or after `since`, series by series, in
+    /// no particular order. This is what the triage rebuild reads: the engine
+    /// keeps a bounded number of readings per patient and metric, so a
+    /// series' older readings cannot be part of its state. Each series costs
+    /// a few index probes on the `(device_id, metric, ts)` key, however long
+    /// it is.
+    fn newest_readings_per_series(
+        &self,
+        since: Timestamp,
+        per_series: u32,
+    ) -> BoxStream<'_, Result<SeriesTail, StoreError>>;
+}
+
+/// The newest readings of one (device, metric) series that belong to one
+/// patient, as [`Store::newest_readings_per_series`] returns them. A series
+/// comes in one piece per patient when its device was linked to several
+/// (readings keep the patient they were stored under); usually in one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesTail {
+    pub device_id: String,
+    pub metric: Metric,
+    pub patient_id: Uuid,
+    /// (event time, value), in no particular order.
+    pub readings: Vec<(Timestamp, f64)>,
+    /// Whether these are all of the series' readings since `since`: fewer
+    /// than `per_series` were found (counting every patient's piece).
+    pub complete: bool,
+    /// The oldest event time read of the series, over every patient's piece.
+    pub oldest: Timestamp,
 }
 
 /// Connects to the store the settings name (without migrating).

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
@@ -15,8 +16,8 @@ use super::{
     alert_from_parts, on_constraint, raw_preview, ActiveSession, AlertChange, AlertListItem,
     AlertOrder, AlertPage, AlertQuery, AuditRecord, BreakGlass, NewAuditRecord, NewBreakGlass,
     NewDevice, NewObservation, NewPatient, NewRuleOverride, NewSession, NewUser, Patient,
-    QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading, Team,
-    TeamResponseTarget, TeamScope, TokenRecord, TokenScope, User, UserCredentials,
+    QuarantineEntry, QuarantineRecord, RuleOverride, SeriesTail, Store, StoreError, StoredReading,
+    Team, TeamResponseTarget, TeamScope, TokenRecord, TokenScope, User, UserCredentials,
     ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
@@ -1088,6 +1089,46 @@ impl Store for PgStore {
     async fn set_token_teams(&self, token_id: Uuid, teams: &TeamScope) -> Result<(), StoreError> {
         self.pg_set_token_teams(token_id, teams).await
     }
+
+    fn newest_readings_per_series(
+        &self,
+        since: Timestamp,
+        per_series: u32,
+    ) -> BoxStream<'_, Result<SeriesTail, StoreError>> {
+        // The key space is cut into ranges of device ids, each read by its own
+        // query on its own connection, so that the server works on them in
+        // parallel: one query keeps one backend busy and leaves the other
+        // cores idle. For 10,000 patients' 1.6 million readings on a 2-core
+        // machine, one query sending a row per reading took 4.1–7.7 s to
+        // read, four ranges sending a row per series 2.4–5.1 s.
+        let fractions: Vec<f64> = (1..SERIES_READ_PARTITIONS)
+            .map(|part| part as f64 / SERIES_READ_PARTITIONS as f64)
+            .collect();
+        let boundaries = async move {
+            let boundaries: Option<Vec<String>> = sqlx::query_scalar(
+                "select percentile_disc($1) within group (order by device_id) from devices",
+            )
+            .bind(&fractions)
+            .fetch_one(&self.pool)
+            .await?;
+            let mut boundaries = boundaries.unwrap_or_default();
+            boundaries.dedup();
+            let mut ranges = Vec::with_capacity(boundaries.len() + 1);
+            let mut from = String::new();
+            for boundary in boundaries {
+                ranges.push((
+                    std::mem::replace(&mut from, boundary.clone()),
+                    Some(boundary),
+                ));
+            }
+            ranges.push((from, None));
+            let parts = ranges.into_iter().map(move |(from, to)| {
+                newest_per_series_in_range(&self.pool, since, per_series, from, to)
+            });
+            Ok::<_, StoreError>(futures_util::stream::select_all(parts))
+        };
+        futures_util::stream::once(boundaries).try_flatten().boxed()
+    }
 }
 
 const RULE_OVERRIDE_COLUMNS: &str = "id, patient_id, rule_key, version, settings, valid_from, \
@@ -1130,6 +1171,71 @@ fn pg_device_status(row: &sqlx::postgres::PgRow) -> Result<DeviceStatus, StoreEr
 fn parse_device_id(text: &str) -> Result<DeviceId, StoreError> {
     DeviceId::parse(text)
         .map_err(|error| StoreError::NotFound(format!("valid device id ({error})")))
+}
+
+/// Key ranges the series are read in, at once (see
+/// `newest_readings_per_series`); more than the cores of a small server, so
+/// that an uneven range does not leave one working alone at the end.
+const SERIES_READ_PARTITIONS: usize = 4;
+
+/// Streams the newest `per_series` readings since `since` of each series
+/// whose device id lies in `from..to` (`to` `None`: no upper end).
+fn newest_per_series_in_range(
+    pool: &PgPool,
+    since: Timestamp,
+    per_series: u32,
+    from: String,
+    to: Option<String>,
+) -> BoxStream<'_, Result<SeriesTail, StoreError>> {
+    // The series are found with a loose index scan: each step of the
+    // recursion jumps to the next (device_id, metric) of the key, so a
+    // series costs one probe however many readings it holds (PostgreSQL 15
+    // has no skip scan). The range's end is checked outside the probes'
+    // LIMIT, so that reaching it stops the recursion instead of scanning on.
+    // Each series' newest readings are then one backward range scan of the
+    // same key, sent as one row of arrays per patient: a row per reading
+    // cost about as much again in messages and decoding as the scans.
+    sqlx::query(
+        "with recursive series (device_id, metric) as (
+             (select first.device_id, first.metric
+              from (select device_id, metric from readings where device_id >= $3
+                    order by device_id, metric limit 1) first
+              where $4::text is null or first.device_id < $4)
+             union all
+             select next.device_id, next.metric
+             from series
+             cross join lateral (
+                 select r.device_id, r.metric from readings r
+                 where (r.device_id, r.metric) > (series.device_id, series.metric)
+                 order by r.device_id, r.metric
+                 limit 1
+             ) next
+             where $4::text is null or next.device_id < $4
+         )
+         select series.device_id, series.metric, tail.patient_id, tail.series_count,
+                tail.series_oldest, tail.ts, tail.value
+         from series
+         cross join lateral (
+             select newest.patient_id,
+                    (sum(count(*)) over ())::bigint as series_count,
+                    min(min(newest.ts)) over () as series_oldest,
+                    array_agg(newest.ts) as ts,
+                    array_agg(newest.value) as value
+             from (select r.patient_id, r.ts, r.value from readings r
+                   where r.device_id = series.device_id and r.metric = series.metric
+                     and r.ts >= $1
+                   order by r.ts desc
+                   limit $2) newest
+             group by newest.patient_id
+         ) tail",
+    )
+    .bind(to_datetime(since))
+    .bind(i64::from(per_series))
+    .bind(from)
+    .bind(to)
+    .fetch(pool)
+    .map(move |row| series_tail_from_row(row?, per_series))
+    .boxed()
 }
 
 fn device_from_row(row: sqlx::postgres::PgRow) -> Result<DeviceRecord, StoreError> {
@@ -1197,6 +1303,25 @@ fn pg_alert(row: &sqlx::postgres::PgRow) -> Result<Alert, StoreError> {
         row.get(16),
         row.get(17),
     )
+}
+
+fn series_tail_from_row(
+    row: sqlx::postgres::PgRow,
+    per_series: u32,
+) -> Result<SeriesTail, StoreError> {
+    let metric: &str = row.try_get(1)?;
+    let times: Vec<DateTime<Utc>> = row.try_get(5)?;
+    let values: Vec<f64> = row.try_get(6)?;
+    let series_count: i64 = row.try_get(3)?;
+    Ok(SeriesTail {
+        device_id: row.try_get(0)?,
+        metric: Metric::from_code(metric)
+            .ok_or_else(|| StoreError::NotFound(format!("metric {metric}")))?,
+        patient_id: row.try_get(2)?,
+        readings: times.into_iter().map(from_datetime).zip(values).collect(),
+        complete: series_count < i64::from(per_series),
+        oldest: from_datetime(row.try_get(4)?),
+    })
 }
 
 fn stored_reading_from_row(row: sqlx::postgres::PgRow) -> Result<StoredReading, StoreError> {

@@ -2,10 +2,12 @@
 //! demo or a single small practice. WAL journal with `synchronous = FULL`, so
 //! a committed batch survives a crash or power loss before it is acknowledged.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
@@ -15,9 +17,9 @@ use super::{
     alert_from_parts, on_constraint, postgres::mark_new, raw_preview, ActiveSession, AlertChange,
     AlertListItem, AlertOrder, AlertPage, AlertQuery, AuditRecord, BreakGlass, NewAuditRecord,
     NewBreakGlass, NewDevice, NewObservation, NewPatient, NewRuleOverride, NewSession, NewUser,
-    Patient, QuarantineEntry, QuarantineRecord, RuleOverride, Store, StoreError, StoredReading,
-    Team, TeamResponseTarget, TeamScope, TokenRecord, TokenScope, User, UserCredentials,
-    ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
+    Patient, QuarantineEntry, QuarantineRecord, RuleOverride, SeriesTail, Store, StoreError,
+    StoredReading, Team, TeamResponseTarget, TeamScope, TokenRecord, TokenScope, User,
+    UserCredentials, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -1043,6 +1045,52 @@ impl Store for SqliteStore {
     async fn set_token_teams(&self, token_id: Uuid, teams: &TeamScope) -> Result<(), StoreError> {
         self.sqlite_set_token_teams(token_id, teams).await
     }
+
+    fn newest_readings_per_series(
+        &self,
+        since: Timestamp,
+        per_series: u32,
+    ) -> BoxStream<'_, Result<SeriesTail, StoreError>> {
+        if per_series == 0 {
+            return futures_util::stream::empty().boxed();
+        }
+        // A loose index scan finds the series (SQLite has no LATERAL, so
+        // each step looks the next key up twice, once per column); per
+        // series, the `per_series`-th newest event time is one backward
+        // probe of the key, and the readings from there on one range scan.
+        let rows = sqlx::query(
+            "with recursive series (device_id, metric) as (
+                 select * from (select device_id, metric from readings order by device_id, metric limit 1)
+                 union all
+                 select (select r.device_id from readings r
+                         where (r.device_id, r.metric) > (series.device_id, series.metric)
+                         order by r.device_id, r.metric limit 1),
+                        (select r.metric from readings r
+                         where (r.device_id, r.metric) > (series.device_id, series.metric)
+                         order by r.device_id, r.metric limit 1)
+                 from series where series.device_id is not null
+             )
+             select r.device_id, r.patient_id, r.metric, r.value, r.ts
+             from series
+             join readings r on r.device_id = series.device_id and r.metric = series.metric
+             where r.ts >= max(?1, coalesce((select oldest.ts from readings oldest
+                                             where oldest.device_id = series.device_id
+                                               and oldest.metric = series.metric
+                                             order by oldest.ts desc limit 1 offset ?2), ?1))",
+        )
+        .bind(since.micros())
+        .bind(i64::from(per_series) - 1)
+        .fetch_all(&self.pool);
+        // An embedded database holds a small practice: its newest readings
+        // fit in memory, and grouping them here keeps the SQL plain.
+        futures_util::stream::once(async move {
+            let rows = rows.await?;
+            let tails = series_tails(rows, per_series)?;
+            Ok::<_, StoreError>(futures_util::stream::iter(tails.into_iter().map(Ok)))
+        })
+        .try_flatten()
+        .boxed()
+    }
 }
 
 const RULE_OVERRIDE_COLUMNS: &str = "id, patient_id, rule_key, version, settings, valid_from, \
@@ -1115,6 +1163,48 @@ fn sqlite_alert(row: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
         row.get(16),
         row.get(17),
     )
+}
+
+/// Groups rows of (device, patient, metric, value, ts) into one
+/// [`SeriesTail`] per series and patient.
+fn series_tails(
+    rows: Vec<sqlx::sqlite::SqliteRow>,
+    per_series: u32,
+) -> Result<Vec<SeriesTail>, StoreError> {
+    let mut series: BTreeMap<(String, &'static str), Vec<StoredReading>> = BTreeMap::new();
+    for row in rows {
+        let reading = stored_reading_from_row(row)?;
+        series
+            .entry((reading.device_id.clone(), reading.metric.code()))
+            .or_default()
+            .push(reading);
+    }
+    let mut tails = Vec::new();
+    for (_, readings) in series {
+        let complete = readings.len() < per_series as usize;
+        let oldest = readings
+            .iter()
+            .map(|reading| reading.ts)
+            .min()
+            .unwrap_or(Timestamp(i64::MIN));
+        let mut by_patient: BTreeMap<Uuid, SeriesTail> = BTreeMap::new();
+        for reading in readings {
+            by_patient
+                .entry(reading.patient_id)
+                .or_insert_with(|| SeriesTail {
+                    device_id: reading.device_id.clone(),
+                    metric: reading.metric,
+                    patient_id: reading.patient_id,
+                    readings: Vec::new(),
+                    complete,
+                    oldest,
+                })
+                .readings
+                .push((reading.ts, reading.value));
+        }
+        tails.extend(by_patient.into_values());
+    }
+    Ok(tails)
 }
 
 fn stored_reading_from_row(row: sqlx::sqlite::SqliteRow) -> Result<StoredReading, StoreError> {

@@ -18,4 +18,5 @@ mod observations;
 mod simulator;
 mod store_contract;
 mod triage_alerts;
+mod triage_rebuild;
 mod worklist_api;

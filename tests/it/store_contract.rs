@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use futures_util::TryStreamExt;
+
 use thuiswacht::alert_book::{AlertStatus, AutoResolution, NewAlert, Outcome};
 use thuiswacht::domain::{DeviceId, Metric, Reading, RejectReason, StatusReport, Timestamp};
 use thuiswacht::protocols::Priority;
@@ -11,7 +13,7 @@ use thuiswacht::settings::Settings;
 use thuiswacht::store::{
     observation_device, ActorKind, AlertOrder, AlertPage, AlertQuery, AuditAction, NewAuditRecord,
     NewBreakGlass, NewDevice, NewObservation, NewPatient, NewRuleOverride, NewSession, NewUser,
-    QuarantineRecord, Role, SqliteStore, Store, StoreError, TeamScope, TokenScope,
+    QuarantineRecord, Role, SeriesTail, SqliteStore, Store, StoreError, TeamScope, TokenScope,
 };
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
@@ -1341,6 +1343,157 @@ async fn tokens_reach_no_team_until_scoped(store: Arc<dyn Store>) {
         .is_err());
 }
 
+async fn newest_readings_per_series_are_each_series_newest_within_the_window(
+    store: Arc<dyn Store>,
+) {
+    // Arrange: a daily weight for 100 days; blood pressure three times, one
+    // of them before the window and the last one after the monitor went to
+    // another patient; diastolic only before the window.
+    const HOUR: i64 = 3_600_000_000;
+    let patient = seed(&store, "scale-1").await;
+    let next_patient = Uuid::new_v4();
+    let weight = |day: i64| 70.0 + day as f64 / 10.0;
+    let mut readings: Vec<Reading> = (1..=100)
+        .map(|day| {
+            reading(
+                "scale-1",
+                patient,
+                Metric::BodyWeight,
+                weight(day),
+                day * 24 * HOUR,
+            )
+        })
+        .collect();
+    for (hours, value, owner) in [
+        (10, 120.0, patient),
+        (500, 131.0, patient),
+        (900, 142.0, next_patient),
+    ] {
+        readings.push(reading(
+            "bpm-1",
+            owner,
+            Metric::BpSystolic,
+            value,
+            hours * HOUR,
+        ));
+    }
+    for hours in [5, 6] {
+        readings.push(reading(
+            "bpm-1",
+            patient,
+            Metric::BpDiastolic,
+            80.0,
+            hours * HOUR,
+        ));
+    }
+    store.commit_batch(&readings, &[]).await.unwrap();
+    let since = Timestamp(20 * HOUR);
+    let read = |per_series: u32| {
+        let store = store.clone();
+        async move {
+            let mut tails: Vec<SeriesTail> = store
+                .newest_readings_per_series(since, per_series)
+                .try_collect()
+                .await
+                .unwrap();
+            for tail in &mut tails {
+                tail.readings.sort_by_key(|(ts, _)| *ts);
+            }
+            tails.sort_by_key(|tail| {
+                (
+                    tail.device_id.clone(),
+                    tail.metric.code(),
+                    tail.oldest,
+                    tail.readings[0].0,
+                )
+            });
+            tails
+        }
+    };
+    let tail =
+        |device: &str, metric, owner, hours: &[i64], values: &[f64], complete, oldest_hours| {
+            SeriesTail {
+                device_id: device.to_owned(),
+                metric,
+                patient_id: owner,
+                readings: hours
+                    .iter()
+                    .map(|h| Timestamp(h * HOUR))
+                    .zip(values.iter().copied())
+                    .collect(),
+                complete,
+                oldest: Timestamp(oldest_hours * HOUR),
+            }
+        };
+
+    // Act
+    let ten = read(10).await;
+    let one = read(1).await;
+    let none = read(0).await;
+
+    // Assert: the monitor's series comes in one piece per patient, both
+    // complete and sharing the series' oldest reading read.
+    let days: Vec<i64> = (91..=100).collect();
+    let hours: Vec<i64> = days.iter().map(|day| day * 24).collect();
+    let weights: Vec<f64> = days.iter().map(|day| weight(*day)).collect();
+    assert_eq!(
+        ten,
+        vec![
+            tail(
+                "bpm-1",
+                Metric::BpSystolic,
+                patient,
+                &[500],
+                &[131.0],
+                true,
+                500
+            ),
+            tail(
+                "bpm-1",
+                Metric::BpSystolic,
+                next_patient,
+                &[900],
+                &[142.0],
+                true,
+                500
+            ),
+            tail(
+                "scale-1",
+                Metric::BodyWeight,
+                patient,
+                &hours,
+                &weights,
+                false,
+                91 * 24
+            ),
+        ]
+    );
+    assert_eq!(
+        one,
+        vec![
+            tail(
+                "bpm-1",
+                Metric::BpSystolic,
+                next_patient,
+                &[900],
+                &[142.0],
+                false,
+                900
+            ),
+            tail(
+                "scale-1",
+                Metric::BodyWeight,
+                patient,
+                &[2_400],
+                &[80.0],
+                false,
+                2_400
+            ),
+        ]
+    );
+    assert!(none.is_empty());
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -1386,6 +1539,7 @@ contract!(
     the_audit_trail_pages_a_patients_rows_newest_first,
     break_glass_opens_one_patient_to_one_admin_until_it_expires,
     tokens_reach_no_team_until_scoped,
+    newest_readings_per_series_are_each_series_newest_within_the_window,
 );
 
 /// The database itself refuses to change or remove audit rows, whatever

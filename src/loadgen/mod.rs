@@ -1,12 +1,20 @@
-//! The end-to-end load benchmark behind `thuiswacht-load` (and `scripts/load`).
+//! The load benchmarks behind `thuiswacht-load` (and `scripts/load`).
 //!
-//! It measures what a deployment cares about, from the outside: the service
-//! runs as its own process (the release binary), devices publish over MQTT at
-//! QoS 1, and a reading counts when it is committed. Throughput is read from
-//! the service's own `thuiswacht_readings_stored_total` counter; latency from
-//! probe readings whose event time is their publish time, found in the
-//! database by a poller (the poll interval, 2 ms, bounds the error); peak RSS
-//! from the service's `VmHWM`.
+//! Without a subcommand it measures what a deployment cares about, from the
+//! outside: the service runs as its own process (the release binary), devices
+//! publish over MQTT at QoS 1, and a reading counts when it is committed.
+//! Throughput is read from the service's own
+//! `thuiswacht_readings_stored_total` counter; latency from probe readings
+//! whose event time is their publish time, found in the database by a poller
+//! (the poll interval, 2 ms, bounds the error); peak RSS from the service's
+//! `VmHWM`.
+//!
+//! `rebuild` times the start-up rebuild of triage state on a large stored
+//! history ([`rebuild`]); `memory` measures triage state per monitored
+//! patient ([`memory`]).
+
+pub mod memory;
+pub mod rebuild;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,12 +41,32 @@ pub enum Target {
     Embedded,
 }
 
-/// Options of one load run.
+/// The command line of `thuiswacht-load`: an end-to-end load run by
+/// default, or one of the measurements of the subcommands.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "thuiswacht-load",
-    about = "End-to-end load benchmark of thuiswacht"
+    about = "Load benchmarks of thuiswacht",
+    args_conflicts_with_subcommands = true
 )]
+pub struct LoadCli {
+    #[command(subcommand)]
+    pub command: Option<LoadCommand>,
+    #[command(flatten)]
+    pub run: LoadArgs,
+}
+
+/// The measurements besides the end-to-end run.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum LoadCommand {
+    /// Time the start-up rebuild of triage state from a large stored history.
+    Rebuild(rebuild::RebuildArgs),
+    /// Measure the memory of triage state for many monitored patients.
+    Memory(memory::MemoryArgs),
+}
+
+/// Options of one end-to-end load run.
+#[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
     #[arg(long, value_enum, default_value = "mosquitto")]
     pub target: Target,
@@ -175,17 +203,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
     let (store, database_url): (Arc<dyn Store>, Option<String>) = match args.target {
         Target::Mosquitto => {
             let name = format!("tw_test_load_{}", Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(&args.database_url)
-                .await
-                .context("cannot reach PostgreSQL")?;
-            sqlx::query(&format!("create database {name}"))
-                .execute(&mut admin)
-                .await?;
-            let (prefix, _) = args
-                .database_url
-                .rsplit_once('/')
-                .context("database url has no path")?;
-            let url = format!("{prefix}/{name}");
+            let url = create_database(&args.database_url, &name).await?;
             let store = PgStore::from_pool(sqlx::PgPool::connect(&url).await?);
             store.migrate().await?;
             (Arc::new(store), Some(url))
@@ -325,12 +343,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
     forget_session(&broker_url, &service_client_id).await;
     if let Some(url) = database_url {
         drop(store);
-        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&args.database_url).await {
-            let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                .execute(&mut admin)
-                .await;
-        }
+        let name = url.rsplit('/').next().unwrap_or_default();
+        drop_database(&args.database_url, name).await;
     }
     let _ = std::fs::remove_dir_all(&data_dir);
     let mut samples = latencies.lock().expect("latency lock").clone();
@@ -358,6 +372,31 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
         seconds,
     })
+}
+
+/// Creates the database `name` (which starts with `tw_test_`, so that
+/// `scripts/test` drops it if a run is cut short) on the server of
+/// `server_url`, and returns its URL.
+async fn create_database(server_url: &str, name: &str) -> anyhow::Result<String> {
+    let mut admin = sqlx::PgConnection::connect(server_url)
+        .await
+        .context("cannot reach PostgreSQL")?;
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut admin)
+        .await?;
+    let (prefix, _) = server_url
+        .rsplit_once('/')
+        .context("database url has no path")?;
+    Ok(format!("{prefix}/{name}"))
+}
+
+/// Drops the database `name` on the server of `server_url`; best effort.
+async fn drop_database(server_url: &str, name: &str) {
+    if let Ok(mut admin) = sqlx::PgConnection::connect(server_url).await {
+        let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+            .execute(&mut admin)
+            .await;
+    }
 }
 
 /// Ends the service's persistent session at the broker, so a benchmark
@@ -390,14 +429,36 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(&pid.to_string(), "VmHWM:")
+}
+
+/// Reads a size field (`VmRSS:`, `VmHWM:`) of `/proc/{pid}/status`.
+fn status_kib(pid: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|line| line.starts_with("VmHWM:"))?
+        .find(|line| line.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Returns this process's resident set size in MiB (0 where `/proc` is missing).
+fn own_rss_mib() -> f64 {
+    status_kib("self", "VmRSS:").unwrap_or(0) as f64 / 1024.0
+}
+
+/// Returns this process's peak resident set size in MiB since the start or
+/// the last [`reset_own_peak_rss`].
+fn own_peak_rss_mib() -> f64 {
+    status_kib("self", "VmHWM:").unwrap_or(0) as f64 / 1024.0
+}
+
+/// Resets this process's peak RSS to its current RSS (Linux `clear_refs`
+/// value 5), so a later peak belongs to what ran in between. Best effort.
+fn reset_own_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 async fn register(store: &Arc<dyn Store>, devices: usize) -> anyhow::Result<()> {
