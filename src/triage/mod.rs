@@ -14,9 +14,12 @@
 //! - [`urgency`]: [`Finding`], its NTS level, ranking score and explanation.
 //! - [`engine`]: [`TriageEngine`], protocols plus patient states.
 //! - [`replay`]: replays the PhysioNet 2019 sepsis data through the engine.
+//! - [`evaluation`]: scores the engine against a simulated population's
+//!   injected deteriorations (`thuiswacht evaluate`).
 
 pub mod baseline;
 pub mod engine;
+pub mod evaluation;
 pub mod news2;
 pub mod patient_state;
 pub mod replay;
