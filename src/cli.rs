@@ -81,6 +81,8 @@ pub enum Command {
     News2,
     /// Run the triage engine over recorded vital signs and write one JSON line per patient-hour.
     Replay(ReplayArgs),
+    /// Run a simulated population through the triage engine and report detection, lead time and false alerts.
+    Evaluate(EvaluateArgs),
     /// Simulate a population of older people at home and publish their readings over MQTT.
     Simulate(SimulateArgs),
     /// Manage teams, patients, devices, tokens; list the quarantine.
@@ -312,4 +314,21 @@ pub struct ReplayArgs {
     /// Where to write the JSON lines.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Options of `thuiswacht evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Number of simulated patients.
+    #[arg(long, default_value_t = 500)]
+    pub patients: usize,
+    /// Simulated days.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Seed: the same seed gives the same population and figures.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,8 +10,8 @@ use rand::RngCore;
 use crate::api::token_hash;
 use crate::app::{shutdown_on_signals, Application};
 use crate::cli::{
-    AdminCommand, Cli, Command, DeviceCommand, PatientCommand, QuarantineCommand, SimulateArgs,
-    TeamCommand, ThresholdCommand, TokenCommand,
+    AdminCommand, Cli, Command, DeviceCommand, EvaluateArgs, PatientCommand, QuarantineCommand,
+    SimulateArgs, TeamCommand, ThresholdCommand, TokenCommand,
 };
 use crate::domain::{DeviceId, Timestamp};
 use crate::profiles::Profiles;
@@ -55,6 +55,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&summary)?);
             return Ok(ExitCode::SUCCESS);
         }
+        Some(Command::Evaluate(args)) => return evaluate(&cli, args),
         Some(Command::News2) => {
             // Needs no configuration: a pure calculation over stdin.
             let stdin = std::io::stdin().lock();
@@ -73,10 +74,42 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Check | Command::News2 | Command::Replay(_)) => unreachable!("handled above"),
+        Some(Command::Check | Command::News2 | Command::Replay(_) | Command::Evaluate(_)) => {
+            unreachable!("handled above")
+        }
         Some(Command::Admin { json, command }) => admin(settings, json, command).await,
         Some(Command::Simulate(args)) => simulate(settings, args).await,
     }
+}
+
+/// The end of every evaluated simulation, 2026-01-01T00:00:00Z. Only the
+/// dates depend on it (the simulator's patterns follow the time of day and
+/// the day's index), so a fixed end keeps the output identical run to run.
+const EVALUATION_END_SECONDS: i64 = 1_767_225_600;
+
+/// Runs a simulated population through the engine with the protocols of the
+/// configured alerts folder and prints the evaluation.
+fn evaluate(cli: &Cli, args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.patients > 0, "--patients must be at least 1");
+    anyhow::ensure!(
+        args.days >= 3,
+        "--days must be at least 3 (deteriorations start in the second half)"
+    );
+    let settings = load_settings(cli)?;
+    let protocols = crate::protocols::load_dir(&settings.alerts_dir)?;
+    let population = crate::simulate::Population::generate(
+        args.seed,
+        args.patients,
+        args.days,
+        crate::domain::Timestamp(EVALUATION_END_SECONDS * 1_000_000 - 1),
+    );
+    let evaluation = crate::triage::evaluation::evaluate(&population, protocols)?;
+    if args.json {
+        print_json(&evaluation)?;
+    } else {
+        println!("{evaluation}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {

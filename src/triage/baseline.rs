@@ -5,7 +5,8 @@
 //! In: a [`MetricHistory`] (and for the multivariate score, vectors built from
 //! several). Out: a [`Baseline`] that says whether it is personal or a
 //! population prior, or a [`MultivariateScore`]. Pure; nothing allocates (the
-//! median works on a stack copy of at most [`HISTORY_CAPACITY`] values).
+//! median is a selection on a stack copy of at most [`HISTORY_CAPACITY`]
+//! values).
 //!
 //! # Choices
 //!
@@ -21,7 +22,7 @@
 
 use serde::Serialize;
 
-use super::patient_state::{MetricHistory, HISTORY_CAPACITY};
+use super::patient_state::{MetricHistory, PatientState, HISTORY_CAPACITY};
 use crate::domain::{Metric, Timestamp};
 
 /// Days of history a personal baseline looks back.
@@ -106,24 +107,78 @@ pub fn min_spread(metric: Metric) -> f64 {
     }
 }
 
-fn median_of(values: &mut [f64]) -> f64 {
+/// Returns the median of `values` (the mean of the middle two for an even
+/// count), reordering them. A selection, not a sort: about two comparisons
+/// per value, which matters for a 14-day baseline evaluated after every
+/// reading of an active rule.
+///
+/// # Panics
+/// Debug builds panic on an empty slice.
+pub fn median(values: &mut [f64]) -> f64 {
     debug_assert!(!values.is_empty(), "median of at least one value");
-    values.sort_unstable_by(f64::total_cmp);
     let middle = values.len() / 2;
+    let upper_middle = select(values, middle);
     if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
+        return upper_middle;
     }
+    // `select` leaves the smaller half before the middle.
+    let lower_middle = values[..middle]
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    (lower_middle + upper_middle) / 2.0
+}
+
+/// Returns the `k`-th smallest of `values` (0-based) and leaves every value
+/// before position `k` not greater than it and every value after it not
+/// smaller: Hoare's selection with a middle pivot, insertion sort for the
+/// last few. The values are finite (readings are checked before they are
+/// recorded).
+fn select(values: &mut [f64], k: usize) -> f64 {
+    debug_assert!(k < values.len(), "k within the values");
+    const SORT_BELOW: usize = 8;
+    let (mut low, mut high) = (0, values.len() - 1);
+    while high - low >= SORT_BELOW {
+        let pivot = values[low + (high - low) / 2];
+        let (mut i, mut j) = (low, high);
+        let split = loop {
+            while values[i] < pivot {
+                i += 1;
+            }
+            while values[j] > pivot {
+                j -= 1;
+            }
+            if i >= j {
+                break j;
+            }
+            values.swap(i, j);
+            i += 1;
+            j -= 1;
+        };
+        // values[low..=split] <= pivot <= values[split + 1..=high]
+        if k <= split {
+            high = split;
+        } else {
+            low = split + 1;
+        }
+    }
+    for next in low + 1..=high {
+        let mut at = next;
+        while at > low && values[at - 1] > values[at] {
+            values.swap(at - 1, at);
+            at -= 1;
+        }
+    }
+    values[k]
 }
 
 /// Returns the median and raw MAD of `values`, reordering them.
 pub fn median_and_mad(values: &mut [f64]) -> (f64, f64) {
-    let median = median_of(values);
+    let median = median(values);
     for value in values.iter_mut() {
         *value = (*value - median).abs();
     }
-    (median, median_of(values))
+    (median, self::median(values))
 }
 
 /// Returns the baseline of `metric` from the readings of `history` with event
@@ -135,11 +190,16 @@ pub fn personal_baseline(
     before: Timestamp,
     spo2_scale_two: bool,
 ) -> Baseline {
-    let from = before.micros() - BASELINE_WINDOW_DAYS * MICROS_PER_DAY;
+    let from = Timestamp(before.micros() - BASELINE_WINDOW_DAYS * MICROS_PER_DAY);
+    // The history is in event-time order: find the window's ends by
+    // bisection rather than testing every reading.
+    let first = partition_point(history, |ts| ts < from);
+    let end = partition_point(history, |ts| ts < before);
     let mut scratch = [0.0; HISTORY_CAPACITY];
     let mut count = 0;
-    for (ts, value) in history.iter() {
-        if ts.micros() >= from && ts < before && value.is_finite() {
+    for index in first..end {
+        let (_, value) = history.get(index);
+        if value.is_finite() {
             scratch[count] = value;
             count += 1;
         }
@@ -154,6 +214,21 @@ pub fn personal_baseline(
         count,
         source: BaselineSource::Personal,
     }
+}
+
+/// Returns the number of leading readings of `history` whose event time
+/// satisfies `before` (which must hold for a prefix).
+fn partition_point(history: &MetricHistory, before: impl Fn(Timestamp) -> bool) -> usize {
+    let (mut low, mut high) = (0, history.len());
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if before(history.time(middle)) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
 }
 
 /// The vital signs of the multivariate score, in vector order.
@@ -186,6 +261,51 @@ pub struct MultivariateScore {
     pub most_deviating: Metric,
     /// That deviation, in standard deviations (signed).
     pub most_deviating_z: f64,
+}
+
+/// Hours a vital sign is carried forward into a multivariate vector: the
+/// NEWS2 freshness window.
+const CARRY_FORWARD_MICROS: i64 = super::rules::NEWS2_FRESHNESS_HOURS * 3_600_000_000;
+
+/// Returns the Mahalanobis score of the patient's newest vital vector against
+/// the vectors formed at each earlier heart-rate reading (the other vital
+/// signs carried forward up to [`NEWS2_FRESHNESS_HOURS`] hours).
+///
+/// [`NEWS2_FRESHNESS_HOURS`]: super::rules::NEWS2_FRESHNESS_HOURS
+pub fn multivariate(patient: &PatientState) -> Option<MultivariateScore> {
+    let pulse = patient.history(Metric::HeartRate);
+    if pulse.is_empty() {
+        return None;
+    }
+    let histories: [&MetricHistory; VITAL_DIMENSION] =
+        std::array::from_fn(|index| patient.history(VITAL_METRICS[index]));
+    // The pulse times ascend, so each metric's "newest reading at or before"
+    // only moves forward: one pass over every history instead of a search
+    // per vector and metric.
+    let mut next = [0usize; VITAL_DIMENSION];
+    let mut vector_at = |at: Timestamp| -> [f64; VITAL_DIMENSION] {
+        std::array::from_fn(|index| {
+            let history = histories[index];
+            while next[index] < history.len() && history.time(next[index]) <= at {
+                next[index] += 1;
+            }
+            if next[index] == 0 {
+                return f64::NAN;
+            }
+            let (ts, value) = history.get(next[index] - 1);
+            if at.micros() - ts.micros() <= CARRY_FORWARD_MICROS {
+                value
+            } else {
+                f64::NAN
+            }
+        })
+    };
+    let mut vectors = [[f64::NAN; VITAL_DIMENSION]; HISTORY_CAPACITY];
+    for (row, index) in vectors.iter_mut().zip(0..pulse.len()) {
+        *row = vector_at(pulse.time(index));
+    }
+    let earlier = pulse.len() - 1;
+    mahalanobis(&vectors[..earlier], &vectors[earlier])
 }
 
 /// Returns the Mahalanobis distance of `latest` from the mean of `history`
@@ -303,6 +423,8 @@ fn cholesky_solve(
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy;
+
     use super::*;
 
     fn hours(count: i64) -> Timestamp {
@@ -376,5 +498,102 @@ mod tests {
     fn mahalanobis_needs_enough_history() {
         let history = [[70.0, 96.0, 130.0, 80.0, 36.8, 16.0]; 3];
         assert!(mahalanobis(&history, &history[0]).is_none());
+    }
+
+    fn sorted_median(values: &[f64]) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let middle = sorted.len() / 2;
+        if sorted.len() % 2 == 1 {
+            sorted[middle]
+        } else {
+            (sorted[middle - 1] + sorted[middle]) / 2.0
+        }
+    }
+
+    proptest::proptest! {
+        /// Readings repeat (integer SpO2, pressures): duplicates are the
+        /// hard case of a selection.
+        #[test]
+        fn median_by_selection_equals_the_median_of_the_sorted_values(
+            values in proptest::collection::vec((0u8..12).prop_map(|v| f64::from(v) * 0.5 + 90.0), 1..80)
+        ) {
+            let mut selected = values.clone();
+            proptest::prop_assert_eq!(median(&mut selected), sorted_median(&values));
+        }
+
+        #[test]
+        fn median_and_mad_equal_their_definitions(
+            values in proptest::collection::vec(-50.0f64..250.0, 1..70)
+        ) {
+            let expected_median = sorted_median(&values);
+            let deviations: Vec<f64> = values.iter().map(|v| (v - expected_median).abs()).collect();
+            let mut reordered = values.clone();
+            proptest::prop_assert_eq!(
+                median_and_mad(&mut reordered),
+                (expected_median, sorted_median(&deviations))
+            );
+        }
+    }
+
+    #[test]
+    fn baseline_window_is_the_fourteen_days_before_the_moment() {
+        // Arrange: one reading a day for 30 days, value = day number.
+        let mut history = MetricHistory::default();
+        for day in 0..30 {
+            history.insert(hours(day * 24), day as f64);
+        }
+
+        // Act: the window [day 6, day 20) holds days 6 to 19.
+        let baseline = personal_baseline(&history, Metric::HeartRate, hours(20 * 24), false);
+
+        // Assert
+        assert_eq!(baseline.count, 14);
+        assert_eq!(baseline.median, 12.5);
+    }
+
+    #[test]
+    fn multivariate_score_uses_the_vitals_current_at_each_pulse_reading() {
+        // Arrange: pulse every 6 h, pressure every 12 h, temperature daily
+        // with a gap of more than 12 h that leaves some vectors without it.
+        let mut patient = PatientState::new(Vec::new(), false);
+        for step in 0..40i64 {
+            let wave = (step as f64 * 0.9).sin();
+            patient.record(Metric::HeartRate, hours(step * 6), 72.0 + 4.0 * wave);
+            if step % 2 == 0 {
+                patient.record(Metric::BpSystolic, hours(step * 6 + 1), 130.0 + 9.0 * wave);
+            }
+            if step % 4 == 0 && !(12..20).contains(&step) {
+                patient.record(
+                    Metric::BodyTemperature,
+                    hours(step * 6 + 2),
+                    36.8 + 0.2 * wave,
+                );
+            }
+        }
+        patient.record(Metric::HeartRate, hours(40 * 6), 96.0);
+        let value_at = |metric: Metric, at: Timestamp| {
+            patient
+                .history(metric)
+                .iter()
+                .rev()
+                .find(|(ts, _)| *ts <= at)
+                .filter(|(ts, _)| at.micros() - ts.micros() <= CARRY_FORWARD_MICROS)
+                .map_or(f64::NAN, |(_, value)| value)
+        };
+        let vectors: Vec<[f64; VITAL_DIMENSION]> = patient
+            .history(Metric::HeartRate)
+            .iter()
+            .map(|(at, _)| std::array::from_fn(|index| value_at(VITAL_METRICS[index], at)))
+            .collect();
+        let (latest, earlier) = vectors.split_last().unwrap();
+
+        // Act
+        let score = multivariate(&patient).unwrap();
+
+        // Assert
+        assert_eq!(Some(score), mahalanobis(earlier, latest));
+        assert_eq!(score.most_deviating, Metric::HeartRate);
+        assert!(earlier.iter().any(|vector| vector[4].is_nan()));
     }
 }

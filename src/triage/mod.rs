@@ -20,10 +20,13 @@
 //!   per reading).
 //! - [`technical`]: how battery, fault and implausible-value signals rank.
 //! - [`replay`]: replays the PhysioNet 2019 sepsis data through the engine.
+//! - [`evaluation`]: scores the engine against a simulated population's
+//!   injected deteriorations (`thuiswacht evaluate`).
 
 pub mod anomaly;
 pub mod baseline;
 pub mod engine;
+pub mod evaluation;
 pub mod news2;
 pub mod patient_state;
 pub mod replay;

@@ -44,7 +44,7 @@
 //!
 //! [`BASELINE_WINDOW_DAYS`]: super::baseline::BASELINE_WINDOW_DAYS
 
-use super::baseline::{median_and_mad, personal_baseline, Baseline};
+use super::baseline::{personal_baseline, Baseline};
 use super::news2::{self, Parameter, ParameterSet, SpO2Scale, VitalSet};
 use super::patient_state::{MetricHistory, PatientState, RuleState};
 use super::urgency::{Factor, Transition};
@@ -122,13 +122,24 @@ pub struct CurrentNews2 {
     pub as_of: Option<Timestamp>,
 }
 
+/// Returns the NEWS2 score from the newest value of each parameter measured
+/// within [`NEWS2_FRESHNESS_HOURS`] of the newest vital-sign reading. The
+/// patient state keeps it up to date as readings are recorded, so this
+/// costs nothing; [`news2_from_histories`] computes it.
+pub fn current_news2(patient: &PatientState) -> CurrentNews2 {
+    patient.news2()
+}
+
 /// Scores NEWS2 from the newest value of each parameter measured within
 /// [`NEWS2_FRESHNESS_HOURS`] of the newest vital-sign reading.
-pub fn current_news2(patient: &PatientState) -> CurrentNews2 {
-    let as_of = NEWS2_METRICS
-        .iter()
-        .filter_map(|(metric, _)| patient.history(*metric).newest().map(|(ts, _)| ts))
-        .max();
+pub fn news2_from_histories(patient: &PatientState) -> CurrentNews2 {
+    news2_cache_from_histories(patient).current
+}
+
+fn news2_cache_from_histories(patient: &PatientState) -> News2Cache {
+    let newest: [Option<(Timestamp, f64)>; NEWS2_METRICS.len()] =
+        std::array::from_fn(|index| patient.history(NEWS2_METRICS[index].0).newest());
+    let as_of = newest.iter().flatten().map(|(ts, _)| *ts).max();
     let mut vitals = VitalSet {
         scale: if patient.spo2_scale_two {
             SpO2Scale::Two
@@ -138,16 +149,18 @@ pub fn current_news2(patient: &PatientState) -> CurrentNews2 {
         ..VitalSet::default()
     };
     let mut stale = ParameterSet::EMPTY;
+    let mut fresh_until = i64::MAX;
     if let Some(as_of) = as_of {
         let fresh_from = as_of.micros() - NEWS2_FRESHNESS_HOURS * MICROS_PER_HOUR;
-        for (metric, parameter) in NEWS2_METRICS {
-            let Some((ts, value)) = patient.history(metric).newest() else {
+        for ((_, parameter), newest) in NEWS2_METRICS.into_iter().zip(newest) {
+            let Some((ts, value)) = newest else {
                 continue;
             };
             if ts.micros() < fresh_from {
                 stale.insert(parameter);
                 continue;
             }
+            fresh_until = fresh_until.min(ts.micros() + NEWS2_FRESHNESS_HOURS * MICROS_PER_HOUR);
             let slot = match parameter {
                 Parameter::RespirationRate => &mut vitals.respiration_rate,
                 Parameter::Spo2 => &mut vitals.spo2,
@@ -166,10 +179,85 @@ pub fn current_news2(patient: &PatientState) -> CurrentNews2 {
             *slot = Some(value);
         }
     }
-    CurrentNews2 {
-        score: news2::score(&vitals),
-        stale,
-        as_of,
+    News2Cache {
+        current: CurrentNews2 {
+            score: news2::score(&vitals),
+            stale,
+            as_of,
+        },
+        fresh_until,
+    }
+}
+
+/// [`CurrentNews2`] with what keeping it up to date needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct News2Cache {
+    pub current: CurrentNews2,
+    /// Until when every parameter in the score stays fresh: the oldest
+    /// scored reading plus [`NEWS2_FRESHNESS_HOURS`] (microseconds).
+    fresh_until: i64,
+}
+
+impl News2Cache {
+    /// Returns the cache of a patient with no vital signs yet.
+    pub fn empty() -> News2Cache {
+        News2Cache {
+            current: CurrentNews2 {
+                score: news2::score(&VitalSet::default()),
+                stale: ParameterSet::EMPTY,
+                as_of: None,
+            },
+            fresh_until: i64::MAX,
+        }
+    }
+
+    /// Returns the cache after the newest reading of `metric` became
+    /// (`ts`, `value`) in `patient`. A reading whose sub-score equals the
+    /// one it replaces, and which leaves every scored parameter fresh,
+    /// changes nothing but the time of the score (a wearable's heart rate,
+    /// each minute); anything else is scored again from the histories.
+    pub fn after(
+        self,
+        patient: &PatientState,
+        metric: Metric,
+        ts: Timestamp,
+        value: f64,
+    ) -> News2Cache {
+        let same_subscore = |parameter: Parameter, subscore: u8| {
+            self.current.score.subscores.get(parameter) == Some(subscore)
+        };
+        // SpO2, air or oxygen and consciousness depend on each other or on
+        // the scale; those few readings are always scored again.
+        let unchanged = match metric {
+            Metric::HeartRate => same_subscore(Parameter::Pulse, news2::pulse_score(value)),
+            Metric::BpSystolic => same_subscore(Parameter::Systolic, news2::systolic_score(value)),
+            Metric::BodyTemperature => {
+                same_subscore(Parameter::Temperature, news2::temperature_score(value))
+            }
+            Metric::RespiratoryRate => same_subscore(
+                Parameter::RespirationRate,
+                news2::respiration_rate_score(value),
+            ),
+            _ => false,
+        };
+        if unchanged && ts.micros() <= self.fresh_until {
+            let mut cache = self;
+            cache.current.as_of = cache.current.as_of.max(Some(ts));
+            return cache;
+        }
+        news2_cache_from_histories(patient)
+    }
+}
+
+/// Returns whether a reading of `metric` can change what `rule` finds; the
+/// engine evaluates only those rules (the others would return nothing).
+pub fn concerns(rule: &Rule, metric: Metric) -> bool {
+    match rule.kind {
+        RuleKind::News2 => is_news2_metric(metric),
+        RuleKind::Anomaly => super::anomaly::dimension_of(metric).is_some(),
+        RuleKind::Trend => rule.metric == Some(metric) || rule.with_metric == Some(metric),
+        RuleKind::Threshold | RuleKind::BaselineDeviation => rule.metric == Some(metric),
+        RuleKind::MissedMeasurement | RuleKind::Technical => false,
     }
 }
 
@@ -498,23 +586,10 @@ fn window_change(history: &MetricHistory, delta: f64, window_hours: u32) -> Opti
     })
 }
 
-/// Returns the level of the `index`-th reading for trends: the median of up
-/// to [`TREND_SMOOTHING_READINGS`] readings within
-/// [`TREND_SMOOTHING_MINUTES`] ending at it. A spot measurement has no
-/// neighbours that close and is its own level.
-pub(crate) fn level(history: &MetricHistory, index: usize) -> f64 {
-    let (at, _) = history.get(index);
-    let mut scratch = [0.0; TREND_SMOOTHING_READINGS];
-    let mut count = 0;
-    for earlier in (0..=index).rev().take(TREND_SMOOTHING_READINGS) {
-        let (ts, value) = history.get(earlier);
-        if at.micros() - ts.micros() > TREND_SMOOTHING_MINUTES * MICROS_PER_MINUTE {
-            break;
-        }
-        scratch[count] = value;
-        count += 1;
-    }
-    median_and_mad(&mut scratch[..count]).0
+/// Returns the trend level of the `index`-th reading; see
+/// [`MetricHistory::level`].
+pub fn level(history: &MetricHistory, index: usize) -> f64 {
+    history.level(index)
 }
 
 fn baseline_deviation(
