@@ -10,6 +10,7 @@ mod devices;
 mod error;
 mod health;
 mod observations;
+mod patients;
 mod readings;
 mod session;
 mod worklist;
@@ -64,6 +65,7 @@ pub fn app(state: AppState) -> Router {
         .merge(session::router())
         .merge(access::router())
         .merge(worklist::router())
+        .merge(patients::router())
         .merge(crate::auth::login_page::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(

@@ -313,3 +313,105 @@ async fn the_stream_announces_changes_of_her_teams_only() {
     );
     world.app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patients_record_and_readings_are_scoped_and_audited() {
+    // Arrange: a fever alert and two readings of the Assen patient.
+    let world = world().await;
+    world
+        .app
+        .store
+        .raise_alert(&fever(world.assen_patient, 38.9))
+        .await
+        .unwrap();
+    let device = thuiswacht::store::observation_device(world.assen_patient);
+    let now = Timestamp::now();
+    let reading = |metric, value, ago_minutes: i64| thuiswacht::domain::Reading {
+        device_id: device.clone(),
+        patient_id: world.assen_patient,
+        metric,
+        value,
+        ts: now.plus_micros(-ago_minutes * 60_000_000),
+        received_at: now,
+    };
+    world
+        .app
+        .store
+        .commit_batch(
+            &[
+                reading(thuiswacht::domain::Metric::BodyTemperature, 38.9, 30),
+                reading(thuiswacht::domain::Metric::RespiratoryRate, 22.0, 20),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    let (anouk, _) = signed_in(&world, "anouk").await;
+    let http = &world.app.http;
+
+    // Act
+    let record: serde_json::Value = anouk
+        .get(format!("{http}/api/v1/patients/{}", world.assen_patient))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let temperatures: serde_json::Value = anouk
+        .get(format!(
+            "{http}/api/v1/patients/{}/readings?metric=body_temperature",
+            world.assen_patient
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let foreign = anouk
+        .get(format!("{http}/api/v1/patients/{}", world.emmen_patient))
+        .send()
+        .await
+        .unwrap();
+    let foreign_readings = anouk
+        .get(format!(
+            "{http}/api/v1/patients/{}/readings",
+            world.emmen_patient
+        ))
+        .send()
+        .await
+        .unwrap();
+    let bad_metric = anouk
+        .get(format!(
+            "{http}/api/v1/patients/{}/readings?metric=mood",
+            world.assen_patient
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(record["display_name"], "Mevrouw Assen");
+    assert_eq!(record["alerts"][0]["rule_key"], "default/fever");
+    assert_eq!(
+        record["alerts"][0]["reason"],
+        "Temperatuur 38,9 °C (boven 38 °C)"
+    );
+    let values: Vec<f64> = temperatures["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, vec![38.9], "only the metric asked for");
+    assert_eq!(temperatures["truncated"], false);
+    assert_eq!(foreign.status(), 404);
+    assert_eq!(foreign_readings.status(), 404);
+    assert_eq!(bad_metric.status(), 400);
+    let actions = audit_actions(&world, "anouk").await;
+    assert!(actions.contains(&("read_patient".to_owned(), Some(world.assen_patient))));
+    assert!(actions.contains(&("read_readings".to_owned(), Some(world.assen_patient))));
+    assert!(actions.contains(&("access_refused".to_owned(), Some(world.emmen_patient))));
+    world.app.stop().await;
+}
