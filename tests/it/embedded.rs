@@ -125,11 +125,19 @@ async fn embedded_default_stores_a_publish_from_a_separate_client_and_keeps_it_a
         },
     )
     .await;
-    let demo_readings = store.count_readings().await.unwrap();
-    assert!(
-        demo_readings > 2,
-        "the demo devices publish too ({demo_readings} readings)"
-    );
+    // The demo population registers and publishes its history beside it.
+    wait_for(
+        "the demo devices to publish too",
+        Duration::from_secs(60),
+        || async {
+            store
+                .count_readings()
+                .await
+                .map(|count| count > 2)
+                .unwrap_or(false)
+        },
+    )
+    .await;
     publisher.disconnect().await;
     // Assert: a graceful stop, then a restart keeps the data.
     assert!(service.terminate().success(), "SIGTERM stops it cleanly");
