@@ -67,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .merge(worklist::router())
         .merge(patients::router())
         .merge(crate::auth::login_page::router())
+        .merge(crate::web::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

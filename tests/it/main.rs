@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin_cli;
 mod auth;
+mod browser;
 mod crash;
 mod db_outage;
 mod device_status;
@@ -19,4 +20,5 @@ mod simulator;
 mod store_contract;
 mod triage_alerts;
 mod triage_rebuild;
+mod web_pages;
 mod worklist_api;
