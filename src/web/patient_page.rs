@@ -497,7 +497,7 @@ fn notes(texts: &Texts, clock: Clock, alerts: &[(WorklistAlert, Vec<AlertEvent>)
                 .map(move |event| (event, alert))
         })
         .collect();
-    notes.sort_by(|a, b| b.0.at.cmp(&a.0.at));
+    notes.sort_by_key(|(event, _)| std::cmp::Reverse(event.at));
     html! {
         section aria-labelledby="notes" {
             h2 id="notes" { (texts.notes) }
@@ -598,7 +598,7 @@ fn protocols(texts: &Texts, clock: Clock, view: &PatientView) -> Markup {
     let rules = effective_rules(view);
     let in_force = overrides_in_force(&view.overrides, view.to);
     let mut versions: Vec<&RuleOverride> = view.overrides.iter().collect();
-    versions.sort_by(|a, b| b.id.cmp(&a.id));
+    versions.sort_by_key(|version| std::cmp::Reverse(version.id));
     html! {
         section aria-labelledby="protocols" {
             h2 id="protocols" { (texts.protocols) }

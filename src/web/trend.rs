@@ -28,13 +28,16 @@ const MAX_POINTS: i64 = 5_000;
 /// The baseline band drawn: median ± this many MADs.
 pub const BAND_MADS: f64 = 2.0;
 
-/// Returns the limits (value, label) and the baseline band an explanation
+/// Limits drawn on a chart: `(value, label)`.
+pub type Limits = Vec<(f64, String)>;
+
+/// Returns the limits and the baseline band (low, high) an explanation
 /// names for `metric`.
 pub fn limits_and_band(
     explanation: &Value,
     metric: Metric,
     lang: crate::worklist::Lang,
-) -> (Vec<(f64, String)>, Option<(f64, f64)>) {
+) -> (Limits, Option<(f64, f64)>) {
     let factors = explanation
         .get("factors")
         .and_then(Value::as_array)
