@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin_cli;
 mod auth;
+mod authorization_matrix;
 mod browser;
 mod crash;
 mod db_outage;
