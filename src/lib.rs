@@ -11,6 +11,7 @@
 //! - [`triage`]: the triage engine: NEWS2, rules, baselines, urgency; replay.
 //! - [`alert_book`]: findings to alerts, their lifecycle, the triage stage, technical
 //!   alerts and the missed-measurement sweep.
+//! - [`tuning`]: alarm-burden figures for coordinators.
 //! - [`auth`]: sign-in, sessions, CSRF, team scoping, the audit trail, security headers.
 //! - [`api`]: the HTTP service.
 //! - [`web`]: the nurses' pages (worklist, patient page), rendered on the server.
@@ -36,6 +37,7 @@ pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod triage;
+pub mod tuning;
 pub mod validate;
 pub mod web;
 pub mod worklist;

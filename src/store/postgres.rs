@@ -366,6 +366,37 @@ impl Store for PgStore {
         rows.into_iter().map(device_from_row).collect()
     }
 
+    async fn alerts_opened_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        teams: Option<&[Uuid]>,
+    ) -> Result<Vec<AlertListItem>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select x.*, p.display_name, p.team_id, t.name
+             from (select {ALERT_COLUMNS} from alerts where opened_at >= $1 and opened_at < $2) x
+             join patients p on p.id = x.patient_id
+             join teams t on t.id = p.team_id
+             where ($3::uuid[] is null or p.team_id = any($3))
+             order by x.opened_at, x.id"
+        ))
+        .bind(from.to_datetime())
+        .bind(to.to_datetime())
+        .bind(teams)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AlertListItem {
+                    alert: pg_alert(row)?,
+                    patient_display_name: row.get(18),
+                    team_id: row.get(19),
+                    team: row.get(20),
+                })
+            })
+            .collect()
+    }
+
     async fn patient_devices(&self, patient_id: Uuid) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(
             "select d.device_id, d.profile_id, d.patient_id, p.team_id,

@@ -294,6 +294,48 @@ impl Store for SqliteStore {
         rows.into_iter().map(device_from_row).collect()
     }
 
+    async fn alerts_opened_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        teams: Option<&[Uuid]>,
+    ) -> Result<Vec<AlertListItem>, StoreError> {
+        let mut builder: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
+            "select x.*, p.display_name, p.team_id, t.name
+             from (select {ALERT_COLUMNS} from alerts where opened_at >= "
+        ));
+        builder
+            .push_bind(from.micros())
+            .push(" and opened_at < ")
+            .push_bind(to.micros())
+            .push(") x join patients p on p.id = x.patient_id join teams t on t.id = p.team_id");
+        if let Some(teams) = teams {
+            if teams.is_empty() {
+                builder.push(" where 0");
+            } else {
+                builder.push(" where p.team_id in (");
+                let mut list = builder.separated(", ");
+                for team in teams {
+                    list.push_bind(team.to_string());
+                }
+                builder.push(")");
+            }
+        }
+        builder.push(" order by x.opened_at, x.id");
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let team_id: &str = row.get(19);
+                Ok(AlertListItem {
+                    alert: sqlite_alert(row)?,
+                    patient_display_name: row.get(18),
+                    team_id: parse_uuid(team_id)?,
+                    team: row.get(20),
+                })
+            })
+            .collect()
+    }
+
     async fn patient_devices(&self, patient_id: Uuid) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "{DEVICE_COLUMNS} where d.patient_id = ?2 order by d.device_id"
