@@ -6,6 +6,7 @@
 //! its CSRF guard and security headers wrap every route.
 
 mod access;
+pub mod burden;
 mod devices;
 mod error;
 mod health;
@@ -65,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .merge(session::router())
         .merge(access::router())
         .merge(worklist::router())
+        .merge(burden::router())
         .merge(patients::router())
         .merge(crate::auth::login_page::router())
         .merge(crate::web::router())

@@ -24,6 +24,7 @@
 //!   announces updates, and priority shown by text and shape besides colour.
 
 mod assets;
+mod burden_page;
 mod chart;
 mod explain;
 pub mod i18n;
@@ -53,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(worklist_page::page))
         .route("/worklist/rows", get(worklist_page::rows_fragment))
         .route("/patients/{patient_id}", get(patient_page::page))
+        .route("/alarm-burden", get(burden_page::page))
         .route("/alerts/{alert_id}/trend.svg", get(trend::svg))
         .route("/assets/{file}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
@@ -196,6 +198,10 @@ pub(crate) fn layout(viewer: &Viewer, title: &str, current: &str, main: Markup) 
                     a class="brand" href="/" { "Thuiswacht" }
                     nav aria-label=(texts.nav_label) {
                         a href="/" aria-current=[(current == "/").then_some("page")] { (texts.nav_worklist) }
+                        @if user.role == Role::Coordinator {
+                            " "
+                            a href="/alarm-burden" aria-current=[(current == "/alarm-burden").then_some("page")] { (texts.nav_burden) }
+                        }
                     }
                     p class="who" {
                         span class="sr-only" { (texts.signed_in_as) " " }
