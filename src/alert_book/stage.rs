@@ -7,7 +7,9 @@
 //! engine's state from the stored readings (findings of the rebuild are not
 //! recorded: they were recorded when the readings first arrived), so a restart
 //! gives the same alerts as an uninterrupted run. A sweeper escalates alerts
-//! whose response target lapsed unclaimed. Device statuses and implausible
+//! whose response target lapsed unclaimed and ends snoozes that ran out;
+//! recovered values and more urgent evidence end a snooze too
+//! ([`super::snooze`]). Device statuses and implausible
 //! values become technical alerts ([`super::technical`]); missed
 //! measurements have their own clock-driven sweep ([`super::missed`]).
 //! Personal settings are applied before the replay, so each reading is
