@@ -2,7 +2,8 @@
 //! 3.1 document, and it matches the routes. The walk calls every documented
 //! operation against the running app (signed in, with real ids and the
 //! document's own examples as bodies) and checks that the answer is one the
-//! document lists for it, never the router's "no such route"; every other
+//! document lists for it, never the router's "no such route", with a body
+//! of the documented shape (checked against its schema); every other
 //! method on a documented path is not served (405); and no route in the
 //! source is served outside the document.
 
@@ -205,6 +206,83 @@ fn problems_of(document: &Value) -> Vec<String> {
     problems
 }
 
+/// Returns where `value` does not match `schema` (JSON Schema as the
+/// document uses it: `$ref`, `allOf`, `oneOf`/`anyOf`, `type`, `enum`,
+/// `required`, `properties`, `items`); empty when it matches.
+fn mismatches(document: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    let Some(schema) = resolved(document, schema) else {
+        return vec![format!("{at}: unresolved {schema}")];
+    };
+    let mut found = Vec::new();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        found.extend(mismatches(document, part, value, at));
+    }
+    let alternatives: Vec<&Value> = ["oneOf", "anyOf"]
+        .iter()
+        .filter_map(|key| schema[*key].as_array())
+        .flatten()
+        .collect();
+    if !alternatives.is_empty()
+        && !alternatives
+            .iter()
+            .any(|alternative| mismatches(document, alternative, value, at).is_empty())
+    {
+        found.push(format!("{at}: matches none of the alternatives: {value}"));
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let is = |kind: &str| match kind {
+        "null" => value.is_null(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "string" => value.is_string(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        _ => false,
+    };
+    if !types.is_empty() && !types.iter().any(|kind| is(kind)) {
+        found.push(format!("{at}: {value} is not of type {types:?}"));
+    }
+    if let Some(allowed) = schema["enum"].as_array() {
+        if !allowed.contains(value) {
+            found.push(format!("{at}: {value} is not one of {allowed:?}"));
+        }
+    }
+    if let Value::Object(members) = value {
+        for name in schema["required"].as_array().into_iter().flatten() {
+            let name = name.as_str().unwrap_or_default();
+            if !members.contains_key(name) {
+                found.push(format!("{at}: lacks the required {name}"));
+            }
+        }
+        for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+            if let Some(member) = members.get(name) {
+                found.extend(mismatches(
+                    document,
+                    property,
+                    member,
+                    &format!("{at}.{name}"),
+                ));
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (index, item) in items.iter().enumerate() {
+            found.extend(mismatches(
+                document,
+                item_schema,
+                item,
+                &format!("{at}[{index}]"),
+            ));
+        }
+    }
+    found
+}
+
 /// The documented operations: (method, path) → operation.
 fn operations(document: &Value) -> BTreeMap<(String, String), Value> {
     let mut found = BTreeMap::new();
@@ -339,6 +417,7 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
 
     // Act and assert: each operation in turn.
     let mut refusals = Vec::new();
+    let mut checked_bodies = 0;
     for (index, key) in order.into_iter().enumerate() {
         let (method, path) = key;
         let operation = &operations[key];
@@ -433,6 +512,22 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
             operation["responses"].get(status.to_string()).is_some(),
             "{here} answered {status}, which the document does not list: {answer}"
         );
+        // The answer has the documented shape.
+        let documented = resolved(&document, &operation["responses"][status.to_string()]).unwrap();
+        if let Some(schema) = documented.pointer("/content/application~1json/schema") {
+            if status < 300 && !path.ends_with("openapi.json") {
+                let found = mismatches(&document, schema, &answer, "body");
+                assert!(
+                    found.is_empty(),
+                    "{here} {status} does not match its schema: {found:#?}\n{answer}"
+                );
+                checked_bodies += 1;
+            }
+        }
+        if let Some(schema) = documented.pointer("/content/application~1problem+json/schema") {
+            let found = mismatches(&document, schema, &answer, "problem");
+            assert!(found.is_empty(), "{here} {status}: {found:#?}");
+        }
         if status >= 400 {
             assert!(is_problem, "{here} {status} is not a problem detail");
             refusals.push((method.as_str(), path.as_str(), status));
@@ -446,6 +541,10 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
         .map(|(method, path, status, _why)| (*method, *path, *status))
         .collect();
     assert_eq!(refusals, expected, "every other operation succeeds");
+    assert!(
+        checked_bodies >= 15,
+        "JSON answers checked against their schemas: {checked_bodies}"
+    );
 
     // Every method a documented path does not list is not served.
     let anonymous = Client::new();
@@ -541,5 +640,48 @@ fn no_api_route_is_added_outside_the_document() {
         "/api/v1/session",
     ] {
         assert!(documented.contains(path), "{path} is documented");
+    }
+}
+
+#[test]
+fn the_body_check_finds_an_answer_of_another_shape() {
+    // Arrange: the Alert schema, and an alert as the API serializes it.
+    let document = serde_json::to_value(thuiswacht::api::openapi::openapi()).unwrap();
+    let schema = serde_json::json!({"$ref": "#/components/schemas/Alert"});
+    let now = Timestamp::now();
+    let alert = NewAlert {
+        patient_id: Uuid::new_v4(),
+        rule_key: "default/fever".to_owned(),
+        priority: Priority::Medium,
+        nts: NtsLevel::U3,
+        score: 2000.0,
+        explanation: serde_json::json!({"factors": []}),
+        at: now,
+        raised_at: now,
+        response_minutes: 240,
+    }
+    .open(Uuid::new_v4());
+    let good = serde_json::to_value(&alert).unwrap();
+
+    // Act and assert
+    assert_eq!(
+        mismatches(&document, &schema, &good, "alert"),
+        Vec::<String>::new()
+    );
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("respond_by");
+    let mut wrong_type = good.clone();
+    wrong_type["opened_at"] = "2026-12-07T06:00:00Z".into();
+    let mut unknown_status = good.clone();
+    unknown_status["status"] = "sleeping".into();
+    for (what, bad) in [
+        ("a missing member", missing),
+        ("a time as text", wrong_type),
+        ("an unknown status", unknown_status),
+    ] {
+        assert!(
+            !mismatches(&document, &schema, &bad, "alert").is_empty(),
+            "{what} passed the check"
+        );
     }
 }
