@@ -81,3 +81,22 @@ drop_stale_test_databases() {
     psql "$DATABASE_URL" -Atqc "select datname from pg_database where datname like 'tw\_test\_%'" 2>/dev/null |
         xargs -r -P 4 -I{} psql "$DATABASE_URL" -qc 'drop database if exists "{}" with (force)' >/dev/null 2>&1 || true
 }
+
+# The browser tests: Debian's Chromium, Node.js, and the npm packages in
+# tests/browser (playwright-core drives the system Chromium; it downloads no
+# browser of its own).
+ensure_browser() {
+    if [ ! -x /usr/bin/chromium ]; then
+        step "installing Chromium from Debian's packages"
+        apt_install chromium
+    fi
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        step "installing Node.js and npm from Debian's packages"
+        apt_install nodejs npm
+    fi
+    local stamp=tests/browser/node_modules/.package-lock.json
+    if [ ! -d tests/browser/node_modules/playwright-core ] || [ tests/browser/package-lock.json -nt "$stamp" ]; then
+        step "installing the browser tests' npm packages"
+        npm ci --prefix tests/browser --no-audit --no-fund >&2
+    fi
+}

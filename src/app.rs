@@ -338,3 +338,80 @@ async fn run_demo(store: Arc<dyn Store>, settings: Arc<Settings>, shutdown: Canc
         tracing::warn!(error = %error, "demo devices stopped");
     }
 }
+
+/// The demo nurse's username.
+pub const DEMO_USERNAME: &str = "demo";
+/// Where the demo nurse's generated password is kept, inside `data_dir`.
+const DEMO_LOGIN_FILE: &str = "demo-login.txt";
+
+/// Makes sure the demo has a nurse of all four demo teams to sign in with,
+/// and returns her password. The password is generated on the first run
+/// and kept in `data_dir/demo-login.txt` (readable by the owner only), so
+/// a restart shows the same one. Only for the demo: production users come
+/// from `thuiswacht admin user add`.
+///
+/// # Errors
+/// The store or the file could not be written.
+pub async fn ensure_demo_user(
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+) -> anyhow::Result<String> {
+    use crate::store::{NewUser, Role, StoreError};
+    let path = settings.data_dir.join(DEMO_LOGIN_FILE);
+    let exists = store
+        .user_credentials(DEMO_USERNAME)
+        .await
+        .context("failed to look up the demo user")?
+        .is_some();
+    if exists {
+        return match std::fs::read_to_string(&path) {
+            Ok(password) => Ok(password.trim().to_owned()),
+            // A demo user whose password nobody knows is of no use.
+            Err(error) => Err(anyhow::anyhow!(
+                "the demo user exists but {} cannot be read ({error}); remove {} to start the demo afresh",
+                path.display(),
+                settings.data_dir.display()
+            )),
+        };
+    }
+    for team in crate::simulate::DEMO_TEAMS {
+        match store.add_team(team).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(error) => return Err(error).context("failed to add a demo team"),
+        }
+    }
+    let password = crate::auth::password::generate_password();
+    let hash = crate::auth::password::hash_password(&password)
+        .context("failed to hash the demo password")?;
+    store
+        .add_user(&NewUser {
+            id: Uuid::new_v4(),
+            username: DEMO_USERNAME.to_owned(),
+            display_name: "Demo verpleegkundige".to_owned(),
+            role: Role::Nurse,
+            password_hash: hash,
+            teams: crate::simulate::DEMO_TEAMS
+                .iter()
+                .map(|team| (*team).to_owned())
+                .collect(),
+        })
+        .await
+        .context("failed to add the demo user")?;
+    write_private(&path, &password).context("failed to keep the demo password")?;
+    Ok(password)
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")
+}

@@ -113,9 +113,23 @@ fn evaluate(cli: &Cli, args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let demo = settings.demo_enabled();
+    let demo_settings = settings.clone();
     let app = Application::build(settings).await?;
+    let demo_password = if demo {
+        Some(crate::app::ensure_demo_user(&app.store(), &demo_settings).await?)
+    } else {
+        None
+    };
     eprintln!("Thuiswacht is running.");
     eprintln!("  web and API:  http://{}/", app.http_addr());
+    if let Some(password) = demo_password {
+        eprintln!(
+            "  demo sign-in: {} / {password}  (kept in {})",
+            crate::app::DEMO_USERNAME,
+            demo_settings.data_dir.join("demo-login.txt").display()
+        );
+    }
     eprintln!(
         "  health:       http://{}/healthz   metrics: http://{}/metrics",
         app.http_addr(),

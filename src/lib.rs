@@ -13,6 +13,7 @@
 //!   alerts and the missed-measurement sweep.
 //! - [`auth`]: sign-in, sessions, CSRF, team scoping, the audit trail, security headers.
 //! - [`api`]: the HTTP service.
+//! - [`web`]: the nurses' pages (worklist, patient page), rendered on the server.
 //! - [`app`]: wires the stages together.
 //! - [`simulate`]: the device simulator; [`loadgen`]: the end-to-end load benchmark.
 
@@ -36,4 +37,5 @@ pub mod store;
 pub mod telemetry;
 pub mod triage;
 pub mod validate;
+pub mod web;
 pub mod worklist;

@@ -66,6 +66,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .merge(api)
         .merge(crate::auth::login_page::router())
+        .merge(crate::web::router())
         .fallback(|| async { ApiError::NoSuchRoute })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

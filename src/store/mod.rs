@@ -297,6 +297,8 @@ pub trait Store: Send + Sync + 'static {
     /// Links a device to a patient; a device id already registered is a conflict.
     async fn add_device(&self, device: &NewDevice) -> Result<(), StoreError>;
     async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Returns the devices registered to one patient (active or not).
+    async fn patient_devices(&self, patient_id: Uuid) -> Result<Vec<DeviceRecord>, StoreError>;
     /// Stores a token by the SHA-256 of its secret and returns its id.
     async fn add_token(
         &self,

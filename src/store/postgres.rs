@@ -366,6 +366,20 @@ impl Store for PgStore {
         rows.into_iter().map(device_from_row).collect()
     }
 
+    async fn patient_devices(&self, patient_id: Uuid) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query(
+            "select d.device_id, d.profile_id, d.patient_id, p.team_id,
+                    d.active_from <= now() and (d.active_until is null or d.active_until > now())
+             from devices d join patients p on p.id = d.patient_id
+             where d.patient_id = $1
+             order by d.device_id",
+        )
+        .bind(patient_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(device_from_row).collect()
+    }
+
     async fn add_token(
         &self,
         name: &str,

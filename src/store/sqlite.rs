@@ -294,6 +294,17 @@ impl Store for SqliteStore {
         rows.into_iter().map(device_from_row).collect()
     }
 
+    async fn patient_devices(&self, patient_id: Uuid) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{DEVICE_COLUMNS} where d.patient_id = ?2 order by d.device_id"
+        ))
+        .bind(Timestamp::now().micros())
+        .bind(patient_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(device_from_row).collect()
+    }
+
     async fn add_token(
         &self,
         name: &str,

@@ -154,6 +154,7 @@ impl StoreWriter {
         let future_skew_micros = i64::try_from(settings.max_future_skew_s)
             .unwrap_or(i64::MAX / 2_000_000)
             .saturating_mul(1_000_000);
+        let mut previous_acked: Option<tokio::sync::oneshot::Receiver<()>> = None;
         let mut closed = false;
         while !closed {
             let Some(first) = ingested_rx.recv().await else {
@@ -192,9 +193,18 @@ impl StoreWriter {
                 }
             }
             let committer = committer.clone();
-            in_flight.push_back(tokio::spawn(
-                async move { committer.commit(prepared).await },
-            ));
+            // Commits run side by side, acknowledgements go out in batch
+            // order: MQTT 3.1.1 §4.6 wants PUBACKs in the order the
+            // PUBLISHes came, and some brokers (rumqttd) drop the
+            // connection otherwise.
+            let (acked_tx, acked_rx) = tokio::sync::oneshot::channel();
+            let order = AckOrder {
+                previous: previous_acked.replace(acked_rx),
+                done: acked_tx,
+            };
+            in_flight.push_back(tokio::spawn(async move {
+                committer.commit(prepared, order).await
+            }));
         }
         for previous in in_flight {
             let _ = previous.await;
@@ -284,9 +294,20 @@ fn prepare(
     prepared
 }
 
+/// Keeps acknowledgements in batch order while commits overlap: a batch
+/// acknowledges only after the one before it has (or has given up).
+struct AckOrder {
+    /// Fires (or is dropped) when the previous batch is done acknowledging.
+    previous: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Fired when this batch is done; dropped when it gives up, which also
+    /// releases the next one.
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
 impl Committer {
-    /// Commits a prepared batch (retrying through outages), then acknowledges it.
-    async fn commit(&self, mut batch: PreparedBatch) {
+    /// Commits a prepared batch (retrying through outages), then, after the
+    /// previous batch, acknowledges it.
+    async fn commit(&self, mut batch: PreparedBatch, order: AckOrder) {
         let started = Instant::now();
         let is_new = match self
             .commit_with_retry(&batch.readings, &batch.quarantine)
@@ -317,6 +338,10 @@ impl Committer {
                 device_id: record.device_id.clone(),
                 raw: bytes::Bytes::new(),
             });
+        }
+        if let Some(previous) = order.previous {
+            // An error only means the previous batch gave up (shutdown).
+            let _ = previous.await;
         }
         let now = Timestamp::now();
         for message in batch.messages {
@@ -369,6 +394,8 @@ impl Committer {
                 tracing::debug!("triage is gone; stored batch not forwarded");
             }
         }
+        // Triage receives the batches in order too.
+        let _ = order.done.send(());
     }
 
     /// Stores the batch's device statuses (retrying through outages) and

@@ -141,7 +141,42 @@ async fn embedded_default_stores_a_publish_from_a_separate_client_and_keeps_it_a
     publisher.disconnect().await;
     // Assert: a graceful stop, then a restart keeps the data.
     assert!(service.terminate().success(), "SIGTERM stops it cleanly");
+    let login_file = data_dir.join("demo-login.txt");
+    let password = std::fs::read_to_string(&login_file)
+        .expect("the demo password is kept in the data folder")
+        .trim()
+        .to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&login_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "only its owner reads the demo password");
+    }
     let service = ServiceProcess::start(&env).await;
+    // The demo nurse signs in with the same password after the restart and
+    // sees the demo teams' worklist.
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let signed_in = browser
+        .post(format!("{}/api/v1/session", service.http))
+        .json(&serde_json::json!({"username": "demo", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200, "the demo sign-in works");
+    let worklist = browser
+        .get(format!("{}/", service.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(worklist.status(), 200);
+    let page = worklist.text().await.unwrap();
+    assert!(
+        page.contains(">Werklijst</h1>") && page.contains("Assen"),
+        "{page}"
+    );
     let stored = store.device_readings(&scale).await.unwrap();
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0].value, 77.4);

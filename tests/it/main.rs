@@ -7,6 +7,8 @@ mod helpers;
 
 mod admin_cli;
 mod auth;
+mod authorization_matrix;
+mod browser;
 mod crash;
 mod db_outage;
 mod device_status;
@@ -21,4 +23,5 @@ mod snooze;
 mod store_contract;
 mod triage_alerts;
 mod triage_rebuild;
+mod web_pages;
 mod worklist_api;

@@ -1,0 +1,386 @@
+//! The authorisation matrix over real HTTP on PostgreSQL: every kind of
+//! caller (nurse, coordinator, admin with and without break-glass, tokens of
+//! each scope) against a patient of its own team and one of another team,
+//! for every endpoint that reaches patient data, reads and changes alike.
+//!
+//! The expected answers are the table of `src/auth/scope.rs`, written out
+//! here independently: out of scope is 404 (never 403, so existence does
+//! not leak), in scope but not for this role or token is 403.
+
+use reqwest::{Client, Method, StatusCode};
+use thuiswacht::alert_book::NewAlert;
+use thuiswacht::domain::Timestamp;
+use thuiswacht::protocols::Priority;
+use thuiswacht::store::{NewPatient, NewUser, Role, TeamScope, TokenScope};
+use thuiswacht::triage::urgency::NtsLevel;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+fn password(username: &str) -> String {
+    format!("geheim-{username}-2026")
+}
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Nurse,
+    Coordinator,
+    Admin,
+    AdminWithBreakGlass,
+    ReadToken,
+    ObserveToken,
+    IngestToken,
+}
+
+/// What is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Patient,
+    Readings,
+    Alert,
+    Claim,
+    Snooze,
+    Escalate,
+    Note,
+    Resolve,
+    Observe,
+    AccessOverview,
+    PatientPage,
+}
+
+const ACTIONS: [Action; 11] = [
+    Action::Patient,
+    Action::Readings,
+    Action::Alert,
+    Action::Claim,
+    Action::Snooze,
+    Action::Escalate,
+    Action::Note,
+    Action::Resolve,
+    Action::Observe,
+    Action::AccessOverview,
+    Action::PatientPage,
+];
+
+impl Action {
+    const fn is_plain_read(self) -> bool {
+        matches!(
+            self,
+            Action::Patient | Action::Readings | Action::Alert | Action::PatientPage
+        )
+    }
+
+    const fn is_alert_change(self) -> bool {
+        matches!(
+            self,
+            Action::Claim | Action::Snooze | Action::Escalate | Action::Note | Action::Resolve
+        )
+    }
+
+    /// The success status of the action.
+    const fn ok(self) -> StatusCode {
+        match self {
+            Action::Observe => StatusCode::CREATED,
+            _ => StatusCode::OK,
+        }
+    }
+}
+
+/// The expected answer; `own` tells whether the patient is of the caller's team.
+fn expected(who: Who, action: Action, own: bool) -> StatusCode {
+    use StatusCode as S;
+    match who {
+        Who::Nurse | Who::Coordinator => {
+            if !own {
+                S::NOT_FOUND
+            } else if action == Action::AccessOverview && who == Who::Nurse {
+                S::FORBIDDEN
+            } else {
+                action.ok()
+            }
+        }
+        Who::Admin => S::NOT_FOUND,
+        Who::AdminWithBreakGlass => {
+            if !own {
+                S::NOT_FOUND
+            } else if action.is_plain_read() {
+                action.ok()
+            } else {
+                S::FORBIDDEN
+            }
+        }
+        // Tokens are for integrations: the pages are for people.
+        Who::ReadToken | Who::ObserveToken | Who::IngestToken if action == Action::PatientPage => {
+            S::FORBIDDEN
+        }
+        Who::ReadToken => {
+            if !action.is_plain_read() {
+                S::FORBIDDEN
+            } else if own {
+                action.ok()
+            } else {
+                S::NOT_FOUND
+            }
+        }
+        Who::ObserveToken => {
+            if action != Action::Observe {
+                S::FORBIDDEN
+            } else if own {
+                action.ok()
+            } else {
+                S::NOT_FOUND
+            }
+        }
+        Who::IngestToken => S::FORBIDDEN,
+    }
+}
+
+/// A caller's credentials.
+enum Credentials {
+    Session { client: Client, csrf: String },
+    Bearer(String),
+}
+
+async fn session(http: &str, username: &str) -> Credentials {
+    let client = Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("{http}/api/v1/session"))
+        .json(&serde_json::json!({"username": username, "password": password(username)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "sign-in of {username}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    Credentials::Session {
+        client,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+impl Credentials {
+    async fn call(&self, method: Method, url: &str, body: Option<serde_json::Value>) -> StatusCode {
+        let request = match self {
+            Credentials::Session { client, csrf } => {
+                client.request(method, url).header("X-CSRF-Token", csrf)
+            }
+            Credentials::Bearer(secret) => Client::new().request(method, url).bearer_auth(secret),
+        };
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        request.send().await.unwrap().status()
+    }
+}
+
+fn new_alert(patient: Uuid, rule_key: String) -> NewAlert {
+    NewAlert {
+        patient_id: patient,
+        rule_key,
+        priority: Priority::Low,
+        nts: NtsLevel::U4,
+        score: 2_000.0,
+        explanation: serde_json::json!({"factors": []}),
+        at: Timestamp::now(),
+        raised_at: Timestamp::now(),
+        response_minutes: 24 * 60,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_caller_reaches_exactly_what_its_role_and_teams_allow() {
+    // Arrange: a patient in Assen and one in Emmen; people of Assen and an
+    // admin; tokens for Assen.
+    let database = TestDatabase::create().await;
+    let mut settings = test_settings(&database.url, &unique_topic_root());
+    settings.triage_enabled = false;
+    let app = TestApp::spawn(settings).await;
+    let store = &app.store;
+    let http = app.http.clone();
+    let mut patients = Vec::new();
+    for team in ["Assen", "Emmen"] {
+        store.add_team(team).await.unwrap();
+        patients.push(
+            store
+                .add_patient(&NewPatient {
+                    id: Uuid::new_v4(),
+                    team: team.to_owned(),
+                    display_name: format!("Cliënt {team}"),
+                    birth_year: Some(1940),
+                    protocols: vec!["default".to_owned()],
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    let (assen_patient, emmen_patient) = (patients[0], patients[1]);
+    let assen_team = store
+        .list_teams()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|team| team.name == "Assen")
+        .unwrap()
+        .id;
+    for (username, role, teams) in [
+        ("anouk", Role::Nurse, vec!["Assen"]),
+        ("carla", Role::Coordinator, vec!["Assen"]),
+        ("beheer", Role::Admin, vec![]),
+        ("noodbeheer", Role::Admin, vec![]),
+    ] {
+        store
+            .add_user(&NewUser {
+                id: Uuid::new_v4(),
+                username: username.to_owned(),
+                display_name: username.to_owned(),
+                role,
+                password_hash: thuiswacht::auth::password::hash_password(&password(username))
+                    .unwrap(),
+                teams: teams.into_iter().map(str::to_owned).collect(),
+            })
+            .await
+            .unwrap();
+    }
+    let token = |scope: TokenScope| {
+        let store = store.clone();
+        async move {
+            let secret = thuiswacht::commands::new_token_secret();
+            let id = store
+                .add_token("ECD", scope, &thuiswacht::api::token_hash(&secret))
+                .await
+                .unwrap();
+            store
+                .set_token_teams(id, &TeamScope::Teams(vec![assen_team]))
+                .await
+                .unwrap();
+            Credentials::Bearer(secret)
+        }
+    };
+    let glass = session(&http, "noodbeheer").await;
+    let granted = glass
+        .call(
+            Method::POST,
+            &format!("{http}/api/v1/patients/{assen_patient}/break-glass"),
+            Some(serde_json::json!({"reason": "112-melding, eigen team onbereikbaar"})),
+        )
+        .await;
+    assert!(granted.is_success(), "break-glass granted: {granted}");
+    let callers = [
+        (Who::Nurse, session(&http, "anouk").await),
+        (Who::Coordinator, session(&http, "carla").await),
+        (Who::Admin, session(&http, "beheer").await),
+        (Who::AdminWithBreakGlass, glass),
+        (Who::ReadToken, token(TokenScope::Read).await),
+        (Who::ObserveToken, token(TokenScope::Observe).await),
+        (Who::IngestToken, token(TokenScope::Ingest).await),
+    ];
+
+    // Act: every caller, every action, both patients; each alert action on
+    // an alert of its own, so earlier cells cannot change later ones.
+    let mut mismatches = Vec::new();
+    let mut cells = 0;
+    for (who, credentials) in &callers {
+        for (patient, own) in [(assen_patient, true), (emmen_patient, false)] {
+            for action in ACTIONS {
+                let (alert, _) = store
+                    .raise_alert(&new_alert(patient, format!("matrix/{who:?}-{action:?}")))
+                    .await
+                    .unwrap();
+                let alert_url = format!("{http}/api/v1/alerts/{}", alert.id);
+                let until = (chrono::Utc::now() + chrono::Duration::minutes(30)).to_rfc3339();
+                let (method, url, body) = match action {
+                    Action::Patient => (
+                        Method::GET,
+                        format!("{http}/api/v1/patients/{patient}"),
+                        None,
+                    ),
+                    Action::Readings => (
+                        Method::GET,
+                        format!("{http}/api/v1/patients/{patient}/readings"),
+                        None,
+                    ),
+                    Action::Alert => (Method::GET, alert_url, None),
+                    Action::Claim => (
+                        Method::POST,
+                        format!("{alert_url}/claim"),
+                        Some(serde_json::json!({})),
+                    ),
+                    Action::Snooze => (
+                        Method::POST,
+                        format!("{alert_url}/snooze"),
+                        Some(serde_json::json!({"until": until})),
+                    ),
+                    Action::Escalate => (
+                        Method::POST,
+                        format!("{alert_url}/escalate"),
+                        Some(serde_json::json!({"to": "general_practitioner"})),
+                    ),
+                    Action::Note => (
+                        Method::POST,
+                        format!("{alert_url}/notes"),
+                        Some(serde_json::json!({"text": "gebeld"})),
+                    ),
+                    Action::Resolve => (
+                        Method::POST,
+                        format!("{alert_url}/resolve"),
+                        Some(serde_json::json!({"outcome": "contacted_patient"})),
+                    ),
+                    Action::Observe => (
+                        Method::POST,
+                        format!("{http}/api/v1/patients/{patient}/observations"),
+                        Some(serde_json::json!({"respiratory_rate": 18})),
+                    ),
+                    Action::AccessOverview => (
+                        Method::GET,
+                        format!("{http}/api/v1/patients/{patient}/access"),
+                        None,
+                    ),
+                    Action::PatientPage => {
+                        (Method::GET, format!("{http}/patients/{patient}"), None)
+                    }
+                };
+                let status = credentials.call(method, &url, body).await;
+                let expected = expected(*who, action, own);
+                cells += 1;
+                if status != expected {
+                    mismatches.push(format!(
+                        "{who:?} {action:?} {} patient: {status}, expected {expected}",
+                        if own { "own" } else { "other team's" }
+                    ));
+                }
+            }
+        }
+    }
+
+    // Assert: every cell as the table says; every change by someone allowed
+    // changed the alert, and nothing else did.
+    assert_eq!(cells, 7 * 2 * ACTIONS.len());
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    for (who, _) in &callers {
+        for (patient, own) in [(assen_patient, true), (emmen_patient, false)] {
+            for action in ACTIONS
+                .into_iter()
+                .filter(|action| action.is_alert_change())
+            {
+                let rule_key = format!("matrix/{who:?}-{action:?}");
+                let alert = store.unresolved_alert(patient, &rule_key).await.unwrap();
+                let changed = match action {
+                    // A resolved alert is no longer unresolved.
+                    Action::Resolve => alert.is_none(),
+                    _ => alert.is_some_and(|alert| alert.updated_at > alert.opened_at),
+                };
+                let allowed = expected(*who, action, own).is_success();
+                assert_eq!(
+                    changed, allowed,
+                    "{who:?} {action:?} own={own}: changed={changed}"
+                );
+            }
+        }
+    }
+    app.stop().await;
+}
