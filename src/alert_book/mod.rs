@@ -12,8 +12,13 @@
 //! battery was charged); such an alert has no outcome, `resolved_by` is
 //! "system", and its event is `auto_resolved` with the reason, so the
 //! alarm-burden figures, which count nurses' outcomes, are not skewed.
+//!
+//! A snooze ends at its time, when the values recover (the system resolves
+//! the alert, reason `recovered`) or when new evidence makes the alert more
+//! urgent, whichever comes first ([`snooze`]).
 
 pub mod missed;
+pub mod snooze;
 pub mod stage;
 pub mod technical;
 
@@ -25,7 +30,7 @@ use crate::protocols::Priority;
 use crate::triage::urgency::NtsLevel;
 
 /// Where an alert stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertStatus {
     Open,
@@ -61,7 +66,7 @@ impl AlertStatus {
 
 /// How a nurse closed an alert. "No action needed" and "measurement error"
 /// are the false-alarm outcomes that the alarm-burden figures count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     ContactedPatient,
@@ -113,6 +118,9 @@ pub enum AutoResolution {
     MeasuredLate,
     /// The device's battery is back above its recovery level.
     BatteryRecovered,
+    /// The values behind a snoozed alert recovered (the rule's condition
+    /// ended, past its `recover_at`) before the snooze ran out.
+    Recovered,
 }
 
 impl AutoResolution {
@@ -121,12 +129,85 @@ impl AutoResolution {
             AutoResolution::LateUpload => "late_upload",
             AutoResolution::MeasuredLate => "measured_late",
             AutoResolution::BatteryRecovered => "battery_recovered",
+            AutoResolution::Recovered => "recovered",
         }
     }
 }
 
-/// Who an alert is escalated to, in the stepped care of DESIGN §0.
+/// Why a snooze ended before a nurse acted on the alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnoozeEnd {
+    /// The snooze time passed.
+    Expired,
+    /// New evidence made the alert more urgent (a higher priority or a more
+    /// urgent NTS level) than when it was snoozed: a worsening patient must
+    /// not stay hidden.
+    MoreUrgent,
+}
+
+impl SnoozeEnd {
+    pub const fn code(self) -> &'static str {
+        match self {
+            SnoozeEnd::Expired => "expired",
+            SnoozeEnd::MoreUrgent => "more_urgent",
+        }
+    }
+}
+
+/// What an alert was when it was last snoozed, read back from its history
+/// ([`snooze_origin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnoozeOrigin {
+    /// The status the alert returns to when the snooze ends.
+    pub status: AlertStatus,
+    /// The priority when snoozed.
+    pub priority: Option<Priority>,
+    /// The NTS level when snoozed.
+    pub nts: Option<NtsLevel>,
+}
+
+/// Returns what the alert was before its current snooze, from its history
+/// (oldest event first): the status before the first of a run of snoozes
+/// (a snooze extended stays a snooze of the same status), and the urgency
+/// at the latest snooze (what the nurse saw when she put it aside). Without
+/// a recorded status (a history from before it was recorded) the alert
+/// returns to `claimed` when someone holds it, else to `open`.
+pub fn snooze_origin(alert: &Alert, events: &[AlertEvent]) -> SnoozeOrigin {
+    let mut snoozes = events.iter().rev().filter(|event| event.kind == "snoozed");
+    let latest = snoozes.clone().next();
+    let code = |event: &AlertEvent, key: &str| {
+        event
+            .detail
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let status = snoozes
+        .find_map(|event| {
+            code(event, "from")
+                .and_then(|from| AlertStatus::from_code(&from))
+                .filter(|from| *from != AlertStatus::Snoozed)
+        })
+        .filter(|from| *from != AlertStatus::Resolved)
+        .unwrap_or(if alert.claimed_by.is_some() {
+            AlertStatus::Claimed
+        } else {
+            AlertStatus::Open
+        });
+    SnoozeOrigin {
+        status,
+        priority: latest
+            .and_then(|event| code(event, "priority"))
+            .and_then(|priority| priority_from_code(&priority)),
+        nts: latest
+            .and_then(|event| code(event, "nts"))
+            .and_then(|nts| nts_from_code(&nts)),
+    }
+}
+
+/// Who an alert is escalated to, in the stepped care of DESIGN §0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EscalationTarget {
     /// Elderly-care physician / treatment network (SO / behandelnetwerk).
@@ -206,7 +287,7 @@ pub const fn max_snooze_minutes(priority: Priority) -> i64 {
 }
 
 /// One alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     pub id: Uuid,
     pub patient_id: Uuid,
@@ -229,7 +310,7 @@ pub struct Alert {
 }
 
 /// One entry of an alert's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertEvent {
     pub at: Timestamp,
     /// A user name, or "system".
@@ -253,6 +334,8 @@ pub enum TransitionError {
     SnoozeOutOfRange { max_minutes: i64 },
     #[error("a note needs text")]
     EmptyNote,
+    #[error("alert is not snoozed")]
+    NotSnoozed,
 }
 
 const SYSTEM: &str = "system";
@@ -353,7 +436,11 @@ impl Alert {
         Ok(self.event(SYSTEM, "auto_resolved", event_detail, now))
     }
 
-    /// Hides the alert until `until` (capped per priority).
+    /// Hides the alert until `until` (capped per priority), or until its
+    /// values recover or it becomes more urgent, whichever comes first (the
+    /// triage stage ends the snooze then). The event records the status,
+    /// priority and NTS level the alert had, so that the snooze can end by
+    /// returning the alert as it was ([`snooze_origin`]).
     ///
     /// # Errors
     /// Refuses a resolved alert, a snooze into the past, or one longer than the cap.
@@ -368,14 +455,55 @@ impl Alert {
         if until <= now || until > now.plus_micros(max_minutes * 60_000_000) {
             return Err(TransitionError::SnoozeOutOfRange { max_minutes });
         }
+        let from = self.status;
         self.status = AlertStatus::Snoozed;
         self.snoozed_until = Some(until);
         Ok(self.event(
             by,
             "snoozed",
-            serde_json::json!({"until": until.to_string()}),
+            serde_json::json!({"until": until.to_string(), "from": from.code(),
+                               "priority": priority_code(self.priority), "nts": nts_code(self.nts)}),
             now,
         ))
+    }
+
+    /// The system ends a snooze: the alert returns to `back_to` (the status
+    /// it had before the snooze, see [`snooze_origin`]) and shows on the
+    /// worklist as it was, with who holds it.
+    ///
+    /// # Errors
+    /// Refuses an alert that is not snoozed.
+    pub fn end_snooze(
+        &mut self,
+        reason: SnoozeEnd,
+        back_to: AlertStatus,
+        now: Timestamp,
+    ) -> Result<AlertEvent, TransitionError> {
+        if self.status != AlertStatus::Snoozed {
+            return Err(TransitionError::NotSnoozed);
+        }
+        self.status = match back_to {
+            AlertStatus::Snoozed | AlertStatus::Resolved => AlertStatus::Open,
+            other => other,
+        };
+        let until = self.snoozed_until.take();
+        Ok(self.event(
+            SYSTEM,
+            "snooze_ended",
+            serde_json::json!({"reason": reason.code(), "to": self.status.code(),
+                               "until": until.map(|until| until.to_string()),
+                               "priority": priority_code(self.priority), "nts": nts_code(self.nts)}),
+            now,
+        ))
+    }
+
+    /// Returns whether the alert is now more urgent than `origin` says it
+    /// was when snoozed: a higher priority or a more urgent NTS level.
+    pub fn more_urgent_than(&self, origin: &SnoozeOrigin) -> bool {
+        origin
+            .priority
+            .is_some_and(|priority| self.priority > priority)
+            || origin.nts.is_some_and(|nts| self.nts < nts)
     }
 
     /// Hands the alert to another level of care.
@@ -643,6 +771,118 @@ mod tests {
             ),
             Err(TransitionError::AlreadyResolved)
         );
+    }
+
+    /// Snoozes `alert` and returns its history so far (the snooze event).
+    fn snoozed(alert: &mut Alert, by: &str, minutes: i64, now: i64) -> AlertEvent {
+        alert
+            .snooze(
+                by,
+                Timestamp((now + minutes) * MINUTE),
+                Timestamp(now * MINUTE),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_snooze_that_runs_out_returns_the_alert_as_it_was() {
+        // Arrange: a claimed alert, snoozed by the nurse who holds it.
+        let mut alert = alert(Priority::Medium);
+        let claimed = alert.claim("anouk", Timestamp(MINUTE)).unwrap();
+        let snooze = snoozed(&mut alert, "anouk", 30, 2);
+        assert_eq!(snooze.detail["from"], "claimed");
+        assert_eq!(snooze.detail["priority"], "medium");
+        assert_eq!(snooze.detail["nts"], "U3");
+        // Act
+        let origin = snooze_origin(&alert, &[claimed, snooze]);
+        let ended = alert
+            .end_snooze(SnoozeEnd::Expired, origin.status, Timestamp(32 * MINUTE))
+            .unwrap();
+        // Assert
+        assert_eq!(alert.status, AlertStatus::Claimed);
+        assert_eq!(alert.claimed_by.as_deref(), Some("anouk"));
+        assert_eq!(alert.snoozed_until, None);
+        assert_eq!(ended.kind, "snooze_ended");
+        assert_eq!(ended.actor, "system");
+        assert_eq!(ended.detail["reason"], "expired");
+        assert_eq!(ended.detail["to"], "claimed");
+        assert_eq!(
+            alert.end_snooze(
+                SnoozeEnd::Expired,
+                AlertStatus::Open,
+                Timestamp(33 * MINUTE)
+            ),
+            Err(TransitionError::NotSnoozed),
+            "only a snoozed alert wakes"
+        );
+    }
+
+    #[test]
+    fn an_extended_snooze_returns_to_the_status_before_the_first() {
+        let mut alert = alert(Priority::Low);
+        let first = snoozed(&mut alert, "anouk", 60, 1);
+        let second = snoozed(&mut alert, "bram", 120, 30);
+        assert_eq!(second.detail["from"], "snoozed");
+        let origin = snooze_origin(&alert, &[first, second]);
+        assert_eq!(origin.status, AlertStatus::Open);
+        assert_eq!(origin.priority, Some(Priority::Low));
+        assert_eq!(origin.nts, Some(NtsLevel::U4));
+        // A history without the recorded status: back to open, or claimed
+        // when someone holds the alert.
+        let bare = AlertEvent {
+            at: Timestamp(0),
+            actor: "anouk".to_owned(),
+            kind: "snoozed".to_owned(),
+            detail: serde_json::json!({"until": "2026-12-07T10:00:00Z"}),
+        };
+        assert_eq!(
+            snooze_origin(&alert, std::slice::from_ref(&bare)).status,
+            AlertStatus::Open
+        );
+        alert.claimed_by = Some("anouk".to_owned());
+        assert_eq!(snooze_origin(&alert, &[bare]).status, AlertStatus::Claimed);
+    }
+
+    #[test]
+    fn a_snoozed_alert_is_more_urgent_only_when_priority_or_nts_rose() {
+        let mut alert = alert(Priority::Medium);
+        let snooze = snoozed(&mut alert, "anouk", 60, 1);
+        let origin = snooze_origin(&alert, &[snooze]);
+        assert!(!alert.more_urgent_than(&origin), "unchanged");
+        alert.score += 500.0;
+        assert!(
+            !alert.more_urgent_than(&origin),
+            "a higher score alone is not"
+        );
+        alert.nts = NtsLevel::U2;
+        assert!(alert.more_urgent_than(&origin), "a more urgent NTS level");
+        alert.nts = NtsLevel::U3;
+        alert.priority = Priority::High;
+        assert!(alert.more_urgent_than(&origin), "a higher priority");
+        let event = alert
+            .end_snooze(SnoozeEnd::MoreUrgent, origin.status, Timestamp(5 * MINUTE))
+            .unwrap();
+        assert_eq!(alert.status, AlertStatus::Open);
+        assert_eq!(event.detail["reason"], "more_urgent");
+        assert_eq!(event.detail["priority"], "high");
+    }
+
+    #[test]
+    fn recovered_values_resolve_a_snoozed_alert_without_an_outcome() {
+        let mut alert = alert(Priority::Medium);
+        snoozed(&mut alert, "anouk", 60, 1);
+        let event = alert
+            .resolve_by_system(
+                AutoResolution::Recovered,
+                serde_json::json!({"ts": 42}),
+                Timestamp(10 * MINUTE),
+            )
+            .unwrap();
+        assert_eq!(alert.status, AlertStatus::Resolved);
+        assert_eq!(alert.outcome, None);
+        assert_eq!(alert.resolved_by.as_deref(), Some("system"));
+        assert_eq!(event.kind, "auto_resolved");
+        assert_eq!(event.detail["reason"], "recovered");
     }
 
     #[test]

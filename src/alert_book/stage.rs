@@ -7,7 +7,9 @@
 //! engine's state from the stored readings (findings of the rebuild are not
 //! recorded: they were recorded when the readings first arrived), so a restart
 //! gives the same alerts as an uninterrupted run. A sweeper escalates alerts
-//! whose response target lapsed unclaimed. Device statuses and implausible
+//! whose response target lapsed unclaimed and ends snoozes that ran out;
+//! recovered values and more urgent evidence end a snooze too
+//! ([`super::snooze`]). Device statuses and implausible
 //! values become technical alerts ([`super::technical`]); missed
 //! measurements have their own clock-driven sweep ([`super::missed`]).
 //! Personal settings are applied before the replay, so each reading is
@@ -54,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::technical::TechnicalRecorder;
-use super::NewAlert;
+use super::{AlertStatus, NewAlert};
 use crate::domain::{Metric, Timestamp};
 use crate::protocols::{Priority, Protocol, RuleKind};
 use crate::store::writer::StoredBatch;
@@ -359,6 +361,19 @@ impl TriageStage {
     /// Records a raised or ongoing finding in the alert book.
     async fn record(&self, finding: &Finding, targets: &ResponseTargets) {
         if finding.transition == Transition::Recovered {
+            // A snooze ends when the values recover: the system resolves
+            // the alert. An alert in a nurse's hands stays hers.
+            if let Err(error) = super::snooze::resolve_recovered(
+                self.store.as_ref(),
+                finding.patient_id,
+                &finding.rule_id,
+                finding.ts,
+                Timestamp::now(),
+            )
+            .await
+            {
+                tracing::warn!(error = %error, rule = %finding.rule_id, "cannot resolve a recovered snoozed alert");
+            }
             return;
         }
         // Ongoing evidence after a resolution: the nurse has seen this; raise
@@ -404,6 +419,18 @@ impl TriageStage {
                 Ok((alert, created)) => {
                     if created {
                         tracing::info!(alert_id = %alert.id, patient_id = %alert.patient_id, rule = %alert.rule_key, "alert raised");
+                    } else if alert.status == AlertStatus::Snoozed {
+                        // A worsening patient must not stay hidden.
+                        let alert_id = alert.id;
+                        if let Err(error) = super::snooze::wake_if_more_urgent(
+                            self.store.as_ref(),
+                            alert,
+                            Timestamp::now(),
+                        )
+                        .await
+                        {
+                            tracing::warn!(error = %error, %alert_id, "cannot end the snooze of a more urgent alert");
+                        }
                     }
                     return;
                 }
@@ -575,12 +602,18 @@ impl PatientHistories {
     }
 }
 
-/// Escalates, every sweep, the alerts whose response target lapsed unclaimed.
+/// Every sweep, returns alerts whose snooze ran out to the worklist and
+/// escalates the alerts whose response target lapsed unclaimed.
 pub async fn run_escalation_sweeper(store: Arc<dyn Store>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(ESCALATION_SWEEP) => {}
             _ = shutdown.cancelled() => return,
+        }
+        // Snoozes that ran out first: an alert back in a nurse's hands is
+        // not overdue, an unclaimed one is escalated below as before.
+        if let Err(error) = super::snooze::end_expired_snoozes(&store, Timestamp::now()).await {
+            tracing::warn!(error = %error, "snooze sweep failed");
         }
         if let Err(error) = escalate_overdue(&store, Timestamp::now()).await {
             tracing::warn!(error = %error, "escalation sweep failed");

@@ -10,25 +10,25 @@
 //!   it, 403 for a nurse within it); the look itself is audited. Page on by
 //!   passing the answer's `next_before` as `before`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::extract::ApiQuery;
+use super::openapi::{BadRequest, Forbidden, NotFound, Unauthorized};
 use super::{ApiError, AppState};
 use crate::auth::{patient_for, Caller, Purpose};
 use crate::domain::Timestamp;
 use crate::store::{AuditAction, AuditRecord, NewBreakGlass, Role};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/patients/{patient_id}/break-glass",
-            post(break_glass),
-        )
-        .route("/api/v1/patients/{patient_id}/access", get(access_overview))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(break_glass))
+        .routes(routes!(access_overview))
 }
 
 /// Longest reason kept.
@@ -37,13 +37,16 @@ const MAX_REASON_CHARS: usize = 1000;
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 500;
 
-#[derive(Deserialize)]
+/// Why an admin needs to read this patient's data.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BreakGlassBody {
+    /// At most 1000 characters.
     reason: String,
 }
 
-#[derive(Serialize)]
+/// A break-glass grant.
+#[derive(Serialize, utoipa::ToSchema)]
 struct BreakGlassGranted {
     id: Uuid,
     patient_id: Uuid,
@@ -52,6 +55,23 @@ struct BreakGlassGranted {
     expires_at: Timestamp,
 }
 
+/// Opens one patient's data to an admin, for reading only, for
+/// `break_glass_minutes`; audited with the reason.
+#[utoipa::path(
+    post,
+    path = "/api/v1/patients/{patient_id}/break-glass",
+    tag = "patients",
+    params(("patient_id" = Uuid, Path, description = "The patient")),
+    request_body(content = BreakGlassBody, example = json!({"reason": "huisartsenpost vraagt om de metingen van vannacht"})),
+    responses(
+        (status = 201, description = "Granted", body = BreakGlassGranted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound)
+    ),
+    security(("session_cookie" = [], "csrf_token" = []))
+)]
 async fn break_glass(
     State(state): State<AppState>,
     Path(patient_id): Path<Uuid>,
@@ -109,13 +129,18 @@ async fn break_glass(
     ))
 }
 
-#[derive(Deserialize)]
+/// A page of the access overview.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// The `next_before` of the previous page.
     before: Option<i64>,
+    /// Rows per page (1–500, default 100).
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+/// Who reached a patient's data, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
 struct AccessOverview {
     patient_id: Uuid,
     entries: Vec<AuditRecord>,
@@ -124,10 +149,26 @@ struct AccessOverview {
     next_before: Option<i64>,
 }
 
+/// Who reached this patient's data, when, from where and what they did
+/// (coordinators of the patient's team; the look is audited too).
+#[utoipa::path(
+    get,
+    path = "/api/v1/patients/{patient_id}/access",
+    tag = "patients",
+    params(("patient_id" = Uuid, Path, description = "The patient"), PageQuery),
+    responses(
+        (status = 200, description = "The overview", body = AccessOverview),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound)
+    ),
+    security(("session_cookie" = []))
+)]
 async fn access_overview(
     State(state): State<AppState>,
     Path(patient_id): Path<Uuid>,
-    Query(page): Query<PageQuery>,
+    ApiQuery(page): ApiQuery<PageQuery>,
     caller: Caller,
 ) -> Result<Json<AccessOverview>, ApiError> {
     let access = patient_for(&state, &caller, patient_id, Purpose::AccessOverview).await?;

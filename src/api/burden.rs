@@ -6,21 +6,24 @@
 //! admins see no patient data. The per-patient rows name patients, so each
 //! one shown is audited like a list read.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::extract::ApiQuery;
+use super::openapi::{BadRequest, Forbidden, Unauthorized};
 use super::{ApiError, AppState};
 use crate::auth::{audit_reads, Caller, Purpose};
 use crate::domain::Timestamp;
 use crate::store::{Role, TeamScope};
 use crate::tuning::burden::{self, AlarmBurden};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/alarm-burden", get(get_burden))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_burden))
 }
 
 /// Days looked back without `days`.
@@ -29,7 +32,8 @@ const MAX_DAYS: i64 = 365;
 const DAY: i64 = 86_400_000_000;
 
 /// Query parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BurdenParams {
     /// Days back from now, 1–365.
@@ -94,10 +98,23 @@ pub async fn load(
     Ok(figures)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/alarm-burden",
+    tag = "tuning",
+    params(BurdenParams),
+    responses(
+        (status = 200, description = "The alarm-burden figures of the period", body = AlarmBurden),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden)
+    ),
+    security(("session_cookie" = []))
+)]
 async fn get_burden(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<BurdenParams>,
+    ApiQuery(params): ApiQuery<BurdenParams>,
 ) -> Result<Response, ApiError> {
     let figures = load(&state, &caller, &params).await?;
     let mut response = Json(figures).into_response();

@@ -6,10 +6,14 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use tokio::sync::oneshot;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::{
+    BadRequest, Forbidden, PayloadRejected, PayloadTooLarge, Unauthorized, Unavailable,
+};
 use super::readings::require_token;
 use super::{ApiError, AppState};
 use crate::decode::{decode_status, DecodeContext};
@@ -17,10 +21,34 @@ use crate::domain::{DeviceId, RejectReason, Timestamp};
 use crate::ingest::{AckToken, CommitReport, IngestedBatch, Source};
 use crate::store::TokenScope;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/devices/{device_id}/status", post(post_status))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(post_status))
 }
 
+/// Stores a device's status (battery, fault; a heartbeat in any case), as
+/// on the MQTT status topic. Answered after it is stored.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{device_id}/status",
+    tag = "ingest",
+    params(("device_id" = String, Path, description = "The device id, as registered", example = "bpm-0001")),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "Every member is optional: `device_id`, `ts` (RFC 3339), `battery_pct` (0–100), `fault`, `online`",
+        example = json!({"ts": "2026-11-23T08:00:00Z", "battery_pct": 14, "fault": null})
+    ),
+    responses(
+        (status = 200, description = "Stored", body = CommitReport),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = PayloadRejected),
+        (status = 503, response = Unavailable)
+    ),
+    security(("bearer" = ["ingest"]))
+)]
 async fn post_status(
     State(state): State<AppState>,
     Path(device_id): Path<String>,

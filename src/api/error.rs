@@ -30,6 +30,10 @@ pub enum ApiError {
     Csrf,
     #[error("not found")]
     NotFound,
+    /// No route serves the path (the router's fallback), told apart from a
+    /// resource that does not exist.
+    #[error("no such route")]
+    NoSuchRoute,
     #[error("{0}")]
     BadRequest(String),
     #[error("payload too large")]
@@ -41,6 +45,25 @@ pub enum ApiError {
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
+
+/// Every problem `type` the API answers with: the variants' and the
+/// alert actions' 409 `conflict`. The OpenAPI document lists them.
+pub const PROBLEM_TYPES: [&str; 14] = [
+    "urn:thuiswacht:problem:unauthorized",
+    "urn:thuiswacht:problem:session-expired",
+    "urn:thuiswacht:problem:sign-in-failed",
+    "urn:thuiswacht:problem:too-many-requests",
+    "urn:thuiswacht:problem:forbidden",
+    "urn:thuiswacht:problem:csrf",
+    "urn:thuiswacht:problem:not-found",
+    "urn:thuiswacht:problem:no-such-route",
+    "urn:thuiswacht:problem:bad-request",
+    "urn:thuiswacht:problem:payload-too-large",
+    "urn:thuiswacht:problem:payload-rejected",
+    "urn:thuiswacht:problem:unavailable",
+    "urn:thuiswacht:problem:internal",
+    "urn:thuiswacht:problem:conflict",
+];
 
 #[derive(Serialize)]
 struct Problem<'a> {
@@ -63,7 +86,7 @@ impl ApiError {
             }
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden | ApiError::Csrf => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoSuchRoute => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -82,6 +105,7 @@ impl ApiError {
             ApiError::Forbidden => "urn:thuiswacht:problem:forbidden",
             ApiError::Csrf => "urn:thuiswacht:problem:csrf",
             ApiError::NotFound => "urn:thuiswacht:problem:not-found",
+            ApiError::NoSuchRoute => "urn:thuiswacht:problem:no-such-route",
             ApiError::BadRequest(_) => "urn:thuiswacht:problem:bad-request",
             ApiError::PayloadTooLarge(_) => "urn:thuiswacht:problem:payload-too-large",
             ApiError::Unprocessable(_) => "urn:thuiswacht:problem:payload-rejected",
@@ -145,5 +169,38 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_type_is_listed_for_the_document() {
+        let every = [
+            ApiError::Unauthorized,
+            ApiError::SessionExpired,
+            ApiError::SignInFailed,
+            ApiError::TooManyRequests(1),
+            ApiError::Forbidden,
+            ApiError::Csrf,
+            ApiError::NotFound,
+            ApiError::NoSuchRoute,
+            ApiError::BadRequest(String::new()),
+            ApiError::PayloadTooLarge(serde_json::Value::Null),
+            ApiError::Unprocessable(serde_json::Value::Null),
+            ApiError::Unavailable(String::new()),
+            ApiError::Internal(anyhow::anyhow!("x")),
+        ];
+        for error in &every {
+            assert!(
+                PROBLEM_TYPES.contains(&error.problem_type()),
+                "{} is missing",
+                error.problem_type()
+            );
+        }
+        // Each listed type but the alert actions' conflict is a variant's.
+        assert_eq!(PROBLEM_TYPES.len(), every.len() + 1);
     }
 }

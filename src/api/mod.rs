@@ -3,14 +3,18 @@
 //! [`app`] builds the whole router with its layers; tests call it directly or
 //! through a bound listener. Each resource module exposes `router()`.
 //! Sign-in, CSRF, team scoping and the audit trail come from [`crate::auth`]:
-//! its CSRF guard and security headers wrap every route.
+//! its CSRF guard and security headers wrap every route. The JSON API's
+//! routes and its OpenAPI document come from the same handler attributes
+//! ([`openapi`]); a path no route serves answers 404 `no-such-route`.
 
 mod access;
 pub mod burden;
 mod devices;
 mod error;
+mod extract;
 mod health;
 mod observations;
+pub mod openapi;
 mod patients;
 mod readings;
 mod session;
@@ -24,7 +28,7 @@ use tokio::sync::mpsc;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use error::ApiError;
+pub use error::{ApiError, PROBLEM_TYPES};
 pub use readings::token_hash;
 
 use crate::auth::LoginThrottle;
@@ -58,19 +62,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the router with every route and layer.
 pub fn app(state: AppState) -> Router {
+    // The JSON API's routes come with their OpenAPI operations.
+    let (api, _document) = openapi::api_router(&state.settings).split_for_parts();
     let router = Router::new()
-        .merge(health::router())
-        .merge(readings::router(&state.settings))
-        .merge(observations::router())
-        .merge(devices::router())
-        .merge(session::router())
-        .merge(access::router())
-        .merge(worklist::router())
-        .merge(burden::router())
-        .merge(patients::router())
+        .merge(api)
         .merge(crate::auth::login_page::router())
         .merge(crate::web::router())
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|| async { ApiError::NoSuchRoute })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::csrf::guard,

@@ -18,11 +18,13 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::openapi::{BadRequest, Forbidden, NotFound, Unauthorized, Unavailable, Unprocessable};
 use super::{ApiError, AppState};
 use crate::auth::{patient_for, Caller, Purpose};
 use crate::domain::{Metric, Reading, Timestamp};
@@ -30,15 +32,12 @@ use crate::store::writer::StoredBatch;
 use crate::store::{observation_device, NewObservation};
 use crate::triage::news2::Consciousness;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/patients/{patient_id}/observations",
-        post(post_observations),
-    )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(post_observations))
 }
 
 /// The body of an observation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObservationBody {
     /// When observed (RFC 3339); default: now.
@@ -68,7 +67,7 @@ pub struct ObservationBody {
 }
 
 /// What was stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ObservationStored {
     id: Uuid,
     patient_id: Uuid,
@@ -181,6 +180,28 @@ impl ObservationBody {
     }
 }
 
+/// Stores vital signs a nurse observed (respiration rate, ACVPU, oxygen and
+/// any other); they are triaged like device readings.
+#[utoipa::path(
+    post,
+    path = "/api/v1/patients/{patient_id}/observations",
+    tag = "patients",
+    params(("patient_id" = Uuid, Path, description = "The patient")),
+    request_body(
+        content = ObservationBody,
+        example = json!({"respiratory_rate": 22, "acvpu": "A", "on_oxygen": false, "note": "kortademig bij inspanning"})
+    ),
+    responses(
+        (status = 201, description = "Stored (`stored` is 0 when the same observation was posted before)", body = ObservationStored),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable)
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = ["observe"]))
+)]
 async fn post_observations(
     State(state): State<AppState>,
     Path(patient_id): Path<Uuid>,

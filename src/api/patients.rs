@@ -4,13 +4,16 @@
 //! 14 days of every metric). Scoped and audited through [`crate::auth`]: a
 //! patient outside the caller's teams answers 404.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::extract::ApiQuery;
+use super::openapi::{BadRequest, Forbidden, NotFound, Unauthorized};
 use super::{ApiError, AppState};
 use crate::alert_book::AlertStatus;
 use crate::auth::{patient_for, Caller, Purpose};
@@ -18,10 +21,10 @@ use crate::domain::{Metric, Timestamp};
 use crate::store::{AlertOrder, AlertQuery, Patient, StoredReading};
 use crate::worklist::{self, Lang, WorklistAlert};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/patients/{patient_id}", get(get_patient))
-        .route("/api/v1/patients/{patient_id}/readings", get(get_readings))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_patient))
+        .routes(routes!(get_readings))
 }
 
 /// Alerts shown with the patient: the open ones and the most recent others.
@@ -33,16 +36,20 @@ const DEFAULT_DAYS: i64 = 14;
 /// Most readings in one answer.
 const MAX_READINGS: i64 = 20_000;
 
-#[derive(Debug, Serialize)]
+/// A patient with their open and recent alerts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PatientRecord {
     #[serde(flatten)]
     patient: Patient,
     alerts: Vec<WorklistAlert>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The language of the alerts' reasons.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PatientParams {
+    /// `nl` (default) or `en`.
     lang: Option<String>,
 }
 
@@ -55,11 +62,26 @@ fn no_store(response: impl IntoResponse) -> Response {
     response
 }
 
+/// The patient, their protocols, and their open and recent alerts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/patients/{patient_id}",
+    tag = "patients",
+    params(("patient_id" = Uuid, Path, description = "The patient"), PatientParams),
+    responses(
+        (status = 200, description = "The patient's record", body = PatientRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound)
+    ),
+    security(("session_cookie" = []), ("bearer" = ["read"]))
+)]
 async fn get_patient(
     State(state): State<AppState>,
     caller: Caller,
     Path(patient_id): Path<Uuid>,
-    Query(params): Query<PatientParams>,
+    ApiQuery(params): ApiQuery<PatientParams>,
 ) -> Result<Response, ApiError> {
     let access = patient_for(&state, &caller, patient_id, Purpose::PatientPage).await?;
     let page = state
@@ -94,9 +116,12 @@ async fn get_patient(
     })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Which readings.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReadingsParams {
+    /// One metric (e.g. `bp_systolic`); default: every metric.
     metric: Option<String>,
     /// RFC 3339; default: 14 days before `to`.
     from: Option<String>,
@@ -104,7 +129,8 @@ struct ReadingsParams {
     to: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A patient's readings in a time range.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ReadingsPage {
     patient_id: Uuid,
     from: Timestamp,
@@ -114,11 +140,26 @@ struct ReadingsPage {
     truncated: bool,
 }
 
+/// The patient's readings, oldest first (at most 20,000).
+#[utoipa::path(
+    get,
+    path = "/api/v1/patients/{patient_id}/readings",
+    tag = "patients",
+    params(("patient_id" = Uuid, Path, description = "The patient"), ReadingsParams),
+    responses(
+        (status = 200, description = "The readings", body = ReadingsPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound)
+    ),
+    security(("session_cookie" = []), ("bearer" = ["read"]))
+)]
 async fn get_readings(
     State(state): State<AppState>,
     caller: Caller,
     Path(patient_id): Path<Uuid>,
-    Query(params): Query<ReadingsParams>,
+    ApiQuery(params): ApiQuery<ReadingsParams>,
 ) -> Result<Response, ApiError> {
     let metric = params
         .metric

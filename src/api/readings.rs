@@ -5,11 +5,13 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::{Forbidden, PayloadRejected, PayloadTooLarge, Unauthorized, Unavailable};
 use super::{ApiError, AppState};
 use crate::decode::{decode, DecodeContext};
 use crate::domain::{RejectReason, Timestamp};
@@ -17,12 +19,12 @@ use crate::ingest::{AckToken, CommitReport, IngestedBatch, Source};
 use crate::settings::Settings;
 use crate::store::TokenScope;
 
-pub fn router(settings: &Settings) -> axum::Router<AppState> {
+pub fn router(settings: &Settings) -> OpenApiRouter<AppState> {
     // Accept bodies somewhat over the payload limit so that an oversized one
     // is decoded far enough to be quarantined with its reason.
     let transport_limit = settings.max_payload_bytes.saturating_mul(4);
-    Router::new()
-        .route("/api/v1/readings", post(post_readings))
+    OpenApiRouter::new()
+        .routes(routes!(post_readings))
         .layer(DefaultBodyLimit::max(transport_limit))
 }
 
@@ -56,6 +58,31 @@ pub(super) async fn require_token(
     Ok(token)
 }
 
+/// Stores readings posted by a gateway (Thuiswacht JSON v1, SenML or a FHIR
+/// R4 Observation or Bundle; the format is detected). Answered after the
+/// commit; what was refused is quarantined and listed in `rejected`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/readings",
+    tag = "ingest",
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "Thuiswacht JSON v1, SenML (RFC 8428) or FHIR R4",
+        example = json!({"device_id": "bpm-0001", "readings": [
+            {"metric": "bp_systolic", "value": 128, "unit": "mm[Hg]", "ts": "2026-11-23T08:00:00Z"},
+            {"metric": "bp_diastolic", "value": 76, "unit": "mm[Hg]", "ts": "2026-11-23T08:00:00Z"}]})
+    ),
+    responses(
+        (status = 200, description = "Stored (some readings may have been refused)", body = CommitReport),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = PayloadRejected),
+        (status = 503, response = Unavailable)
+    ),
+    security(("bearer" = ["ingest"]))
+)]
 async fn post_readings(
     State(state): State<AppState>,
     headers: HeaderMap,

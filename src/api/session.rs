@@ -11,24 +11,24 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::{BadRequest, Forbidden, SignInFailed, TooManyRequests, Unauthorized};
 use super::{ApiError, AppState};
 use crate::auth::request::{removal_cookie, session_cookie, session_secret};
 use crate::auth::{RequestOrigin, SignedIn};
 use crate::domain::Timestamp;
 use crate::store::User;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/session",
-        post(sign_in).get(current).delete(sign_out),
-    )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sign_in, current, sign_out))
 }
 
-#[derive(Deserialize)]
+/// A username and password.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Credentials {
     username: String,
@@ -36,13 +36,29 @@ struct Credentials {
 }
 
 /// The answer about a session.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SessionInfo {
     user: User,
+    /// Send it as `X-CSRF-Token` with every state-changing call by cookie.
     csrf_token: String,
     expires_at: Timestamp,
 }
 
+/// Signs in: sets the session cookie and answers the user and the CSRF
+/// token. Attempts are rate-limited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    tag = "session",
+    request_body(content = Credentials, example = json!({"username": "anouk", "password": "correct horse battery staple"})),
+    responses(
+        (status = 200, description = "Signed in; `Set-Cookie` carries the session", body = SessionInfo),
+        (status = 400, response = BadRequest),
+        (status = 401, response = SignInFailed),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests)
+    )
+)]
 async fn sign_in(
     State(state): State<AppState>,
     origin: RequestOrigin,
@@ -74,6 +90,18 @@ async fn sign_in(
     Ok(response)
 }
 
+/// The current session (to recover the CSRF token after a page load).
+#[utoipa::path(
+    get,
+    path = "/api/v1/session",
+    tag = "session",
+    responses(
+        (status = 200, description = "The session", body = SessionInfo),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden)
+    ),
+    security(("session_cookie" = []))
+)]
 async fn current(signed_in: SignedIn) -> Json<SessionInfo> {
     Json(SessionInfo {
         user: signed_in.session.user,
@@ -82,6 +110,18 @@ async fn current(signed_in: SignedIn) -> Json<SessionInfo> {
     })
 }
 
+/// Signs out: ends the session and removes the cookie (204 also without a
+/// session).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    tag = "session",
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 403, response = Forbidden)
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ())
+)]
 async fn sign_out(
     State(state): State<AppState>,
     origin: RequestOrigin,

@@ -19,16 +19,19 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::extract::{ApiJson, ApiQuery};
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unauthorized};
 use super::{ApiError, AppState};
 use crate::alert_book::{
     priority_from_code, Alert, AlertEvent, AlertStatus, EscalationTarget, Outcome,
@@ -38,36 +41,42 @@ use crate::domain::Timestamp;
 use crate::store::{AlertQuery, StoreError};
 use crate::worklist::{self, Lang, PatientGroup};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/worklist", get(get_worklist))
-        .route("/api/v1/worklist/stream", get(stream))
-        .route("/api/v1/alerts/{alert_id}", get(get_alert))
-        .route("/api/v1/alerts/{alert_id}/claim", post(claim))
-        .route("/api/v1/alerts/{alert_id}/resolve", post(resolve))
-        .route("/api/v1/alerts/{alert_id}/snooze", post(snooze))
-        .route("/api/v1/alerts/{alert_id}/escalate", post(escalate))
-        .route("/api/v1/alerts/{alert_id}/notes", post(note))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_worklist))
+        .routes(routes!(stream))
+        .routes(routes!(get_alert))
+        .routes(routes!(claim))
+        .routes(routes!(resolve))
+        .routes(routes!(snooze))
+        .routes(routes!(escalate))
+        .routes(routes!(note))
 }
 
 /// Query parameters of the worklist.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WorklistParams {
-    /// A team id; must be one of the caller's.
+    /// A team id; a team outside the caller's gives an empty list.
     pub team: Option<Uuid>,
-    /// Comma-separated statuses (default: every unresolved one).
+    /// Comma-separated statuses (`open`, `claimed`, `snoozed`, `escalated`,
+    /// `resolved`; default: every unresolved one).
     pub status: Option<String>,
-    /// Comma-separated priorities.
+    /// Comma-separated priorities (`high`, `medium`, `low`, `informational`).
     pub priority: Option<String>,
+    /// One patient's alerts only.
     pub patient: Option<Uuid>,
+    /// Alerts per page (1–200, default 100).
     pub limit: Option<i64>,
+    /// Alerts to skip.
     pub offset: Option<i64>,
+    /// `nl` (default) or `en`, for the reasons.
     pub lang: Option<String>,
 }
 
 /// A page of the worklist.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorklistPage {
     pub patients: Vec<PatientGroup>,
     /// Alerts in all pages.
@@ -134,10 +143,25 @@ fn split(list: Option<&str>) -> impl Iterator<Item = &str> {
         .filter(|code| !code.is_empty())
 }
 
+/// Open alerts of the caller's teams, grouped per patient, most urgent
+/// first. Every patient shown is audited.
+#[utoipa::path(
+    get,
+    path = "/api/v1/worklist",
+    tag = "worklist",
+    params(WorklistParams),
+    responses(
+        (status = 200, description = "A page of the worklist", body = WorklistPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden)
+    ),
+    security(("session_cookie" = []), ("bearer" = ["read"]))
+)]
 async fn get_worklist(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<WorklistParams>,
+    ApiQuery(params): ApiQuery<WorklistParams>,
 ) -> Result<Response, ApiError> {
     let query = params.query(&caller.visible_teams())?;
     let page = state.store.query_alerts(&query).await?;
@@ -168,7 +192,21 @@ fn no_store(response: impl IntoResponse) -> Response {
     response
 }
 
-/// The live worklist; see the module docs.
+/// The live worklist: server-sent events `hello` (at the start), `alert`
+/// with `{alert_id, patient_id, kind}` whenever an alert of the caller's
+/// teams changes, and `resync` when changes may have been missed (reload);
+/// a keep-alive comment every 15 s.
+#[utoipa::path(
+    get,
+    path = "/api/v1/worklist/stream",
+    tag = "worklist",
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden)
+    ),
+    security(("session_cookie" = []), ("bearer" = ["read"]))
+)]
 async fn stream(
     State(state): State<AppState>,
     caller: Caller,
@@ -246,7 +284,7 @@ impl Feed {
 }
 
 /// An alert with its history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AlertDetail {
     #[serde(flatten)]
     alert: Alert,
@@ -255,8 +293,11 @@ struct AlertDetail {
     events: Vec<AlertEvent>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The language of the reason.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LangParam {
+    /// `nl` (default) or `en`.
     lang: Option<String>,
 }
 
@@ -276,11 +317,26 @@ async fn scoped_alert(
     Ok((alert, access))
 }
 
+/// One alert with its history.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/{alert_id}",
+    tag = "worklist",
+    params(("alert_id" = Uuid, Path, description = "The alert"), LangParam),
+    responses(
+        (status = 200, description = "The alert", body = AlertDetail),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound)
+    ),
+    security(("session_cookie" = []), ("bearer" = ["read"]))
+)]
 async fn get_alert(
     State(state): State<AppState>,
     caller: Caller,
     Path(alert_id): Path<Uuid>,
-    Query(params): Query<LangParam>,
+    ApiQuery(params): ApiQuery<LangParam>,
 ) -> Result<Response, ApiError> {
     let (alert, access) = scoped_alert(&state, &caller, alert_id, Purpose::PatientPage).await?;
     let events = state.store.alert_events(alert.id).await?;
@@ -349,6 +405,21 @@ async fn conflict(state: &AppState, alert_id: Uuid, detail: &str) -> Response {
     response
 }
 
+/// Takes the alert; a second nurse is answered 409 with who has it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/{alert_id}/claim",
+    tag = "worklist",
+    params(("alert_id" = Uuid, Path, description = "The alert")),
+    responses(
+        (status = 200, description = "Claimed", body = Alert),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)
+    ),
+    security(("session_cookie" = [], "csrf_token" = []))
+)]
 async fn claim(
     State(state): State<AppState>,
     caller: Caller,
@@ -360,17 +431,35 @@ async fn claim(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+/// How the alert was handled.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
     outcome: Outcome,
 }
 
+/// Closes the alert with an outcome.
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/{alert_id}/resolve",
+    tag = "worklist",
+    params(("alert_id" = Uuid, Path, description = "The alert")),
+    request_body(content = ResolveBody, example = json!({"outcome": "contacted_patient"})),
+    responses(
+        (status = 200, description = "Resolved", body = Alert),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)
+    ),
+    security(("session_cookie" = [], "csrf_token" = []))
+)]
 async fn resolve(
     State(state): State<AppState>,
     caller: Caller,
     Path(alert_id): Path<Uuid>,
-    Json(body): Json<ResolveBody>,
+    ApiJson(body): ApiJson<ResolveBody>,
 ) -> Result<Response, ApiError> {
     act(&state, &caller, alert_id, |alert, by, now| {
         alert.resolve(by, body.outcome, now)
@@ -378,18 +467,39 @@ async fn resolve(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+/// Until when to snooze.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SnoozeBody {
-    /// RFC 3339.
+    /// RFC 3339; in the future, and at most 60 (high), 240 (medium), 1440
+    /// (low) or 4320 (informational) minutes from now.
     until: String,
 }
 
+/// Hides the alert until a time, or until its values recover (the system
+/// then resolves it) or new evidence makes it more urgent (it returns at
+/// once), whichever comes first.
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/{alert_id}/snooze",
+    tag = "worklist",
+    params(("alert_id" = Uuid, Path, description = "The alert")),
+    request_body(content = SnoozeBody, example = json!({"until": "2026-11-23T09:30:00Z"})),
+    responses(
+        (status = 200, description = "Snoozed", body = Alert),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)
+    ),
+    security(("session_cookie" = [], "csrf_token" = []))
+)]
 async fn snooze(
     State(state): State<AppState>,
     caller: Caller,
     Path(alert_id): Path<Uuid>,
-    Json(body): Json<SnoozeBody>,
+    ApiJson(body): ApiJson<SnoozeBody>,
 ) -> Result<Response, ApiError> {
     let until = Timestamp::parse_rfc3339(&body.until).ok_or_else(|| {
         ApiError::BadRequest(format!("until {:?} is not an RFC 3339 time", body.until))
@@ -400,17 +510,35 @@ async fn snooze(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+/// Who to hand the alert to.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EscalateBody {
     to: EscalationTarget,
 }
 
+/// Hands the alert to another level of care.
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/{alert_id}/escalate",
+    tag = "worklist",
+    params(("alert_id" = Uuid, Path, description = "The alert")),
+    request_body(content = EscalateBody, example = json!({"to": "general_practitioner"})),
+    responses(
+        (status = 200, description = "Escalated", body = Alert),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)
+    ),
+    security(("session_cookie" = [], "csrf_token" = []))
+)]
 async fn escalate(
     State(state): State<AppState>,
     caller: Caller,
     Path(alert_id): Path<Uuid>,
-    Json(body): Json<EscalateBody>,
+    ApiJson(body): ApiJson<EscalateBody>,
 ) -> Result<Response, ApiError> {
     act(&state, &caller, alert_id, |alert, by, now| {
         alert.escalate(by, body.to, now)
@@ -418,20 +546,39 @@ async fn escalate(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+/// A note on an alert.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NoteBody {
+    /// At most 4000 characters.
     text: String,
 }
 
 /// Longest note kept.
 const MAX_NOTE_CHARS: usize = 4000;
 
+/// Adds a note to the alert's history.
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/{alert_id}/notes",
+    tag = "worklist",
+    params(("alert_id" = Uuid, Path, description = "The alert")),
+    request_body(content = NoteBody, example = json!({"text": "Mevrouw gebeld, voelt zich beter; morgen opnieuw meten."})),
+    responses(
+        (status = 200, description = "Noted", body = Alert),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)
+    ),
+    security(("session_cookie" = [], "csrf_token" = []))
+)]
 async fn note(
     State(state): State<AppState>,
     caller: Caller,
     Path(alert_id): Path<Uuid>,
-    Json(body): Json<NoteBody>,
+    ApiJson(body): ApiJson<NoteBody>,
 ) -> Result<Response, ApiError> {
     if body.text.chars().count() > MAX_NOTE_CHARS {
         return Err(ApiError::BadRequest(format!(

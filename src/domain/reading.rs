@@ -12,7 +12,19 @@ use super::{Metric, Unit};
 /// An instant in UTC with microsecond resolution, stored as microseconds since
 /// the Unix epoch. Both stores keep exactly this resolution, so the
 /// idempotency key `(device_id, metric, ts)` compares equal on either.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -172,7 +184,19 @@ pub struct Reading {
 /// Why input was refused. Each reason is a label of the
 /// `thuiswacht_readings_quarantined_total` counter and a value of
 /// `quarantine.reason`, so the names are stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// Not JSON, or JSON of none of the supported shapes.

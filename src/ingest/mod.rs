@@ -59,7 +59,7 @@ pub enum AckToken {
 }
 
 /// What happened to one message's readings, for the HTTP answer.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct CommitReport {
     /// Readings stored for the first time.
     pub stored: usize,
@@ -77,7 +77,7 @@ fn is_zero(count: &usize) -> bool {
 }
 
 /// One refused message or reading.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct RejectedItem {
     pub reason: RejectReason,
     pub detail: String,

@@ -10,7 +10,7 @@ use super::Team;
 use crate::domain::Timestamp;
 
 /// What a user may do (see [`crate::auth`] for the rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Sees and acts on the patients of her own teams.
@@ -55,7 +55,7 @@ pub struct NewUser {
 }
 
 /// A user as stored (without the password hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -220,7 +220,7 @@ pub struct NewAuditRecord {
 }
 
 /// One row of the audit trail as read back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Increases with every row appended.
     pub id: i64,

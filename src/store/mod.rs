@@ -119,7 +119,7 @@ pub struct QuarantineEntry {
 }
 
 /// A care team (e.g. a region's district nurses).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Team {
     pub id: Uuid,
     pub name: String,
@@ -137,7 +137,7 @@ pub struct NewPatient {
 }
 
 /// A registered patient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Patient {
     pub id: Uuid,
     pub team_id: Uuid,
@@ -255,7 +255,7 @@ pub struct TokenRecord {
 }
 
 /// One stored reading as read back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredReading {
     pub device_id: String,
     pub patient_id: Uuid,
@@ -721,7 +721,7 @@ impl AlertQuery {
 }
 
 /// An alert with the patient and team it concerns.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertListItem {
     #[serde(flatten)]
     pub alert: Alert,

@@ -42,7 +42,9 @@ use serde::Deserialize;
 pub const HALF_STEP_SLACK: f64 = 1e-9;
 
 /// Level of consciousness on the ACVPU scale; serialized as its letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub enum Consciousness {
     #[serde(rename = "A")]
     Alert,

@@ -27,7 +27,7 @@ use crate::protocols::{Priority, RuleKind};
 pub const SECOND_CONTACT_DAYS: i64 = 7;
 
 /// A level of the Dutch triage standard (NTS); `Ord` ranks U1 first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 pub enum NtsLevel {
     U1,
     U2,

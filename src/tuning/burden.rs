@@ -36,7 +36,7 @@ const DAY: i64 = 86_400_000_000;
 pub const TOP_ROWS: usize = 10;
 
 /// The figures of one protocol, rule, team or patient.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BurdenRow {
     /// The protocol id, `protocol/rule`, team name or patient display name.
     pub key: String,
@@ -60,7 +60,7 @@ pub struct BurdenRow {
 }
 
 /// The figures of a period.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlarmBurden {
     pub from: Timestamp,
     pub to: Timestamp,

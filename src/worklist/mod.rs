@@ -31,7 +31,7 @@ use crate::domain::{Metric, Timestamp};
 use crate::store::AlertListItem;
 
 /// One alert on the worklist.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WorklistAlert {
     #[serde(flatten)]
     pub item: AlertListItem,
@@ -47,7 +47,7 @@ pub struct WorklistAlert {
 }
 
 /// A patient's alerts together.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PatientGroup {
     pub patient_id: Uuid,
     pub patient_display_name: String,

@@ -176,7 +176,7 @@ async fn health_readiness_and_unknown_paths_answer() {
     let missing = reqwest::get(format!("{}/nope", app.http)).await.unwrap();
     assert_eq!(missing.status(), 404);
     let problem: serde_json::Value = missing.json().await.unwrap();
-    assert_eq!(problem["type"], "urn:thuiswacht:problem:not-found");
+    assert_eq!(problem["type"], "urn:thuiswacht:problem:no-such-route");
     let metrics = reqwest::get(format!("{}/metrics", app.http))
         .await
         .unwrap()

@@ -84,7 +84,30 @@ async fn observed_confusion_and_breathing_complete_news2_and_raise_alerts() {
     let stored: serde_json::Value = response.json().await.unwrap();
     assert_eq!(stored["stored"], 3);
     assert_eq!(stored["author"], "ECD wijkteam Assen");
-    let alerts = open_alerts(&app, 2).await;
+    open_alerts(&app, 2).await;
+    // The three readings are triaged one after the other: the NEWS2 alert
+    // is raised by the first two and updated by the third (the oxygen).
+    wait_for(
+        "the NEWS2 alert to know the oxygen",
+        Duration::from_secs(20),
+        || async {
+            app.store
+                .unresolved_alert(patient, "default/news2")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|alert| {
+                    let factors = alert.explanation["factors"].as_array().cloned();
+                    factors.into_iter().flatten().any(|factor| {
+                        factor["score"]["missing"]
+                            .as_array()
+                            .is_some_and(|missing| !missing.iter().any(|p| p == "air_or_oxygen"))
+                    })
+                })
+        },
+    )
+    .await;
+    let alerts = app.store.unresolved_alerts().await.unwrap();
     let rules: Vec<&str> = alerts.iter().map(|a| a.rule_key.as_str()).collect();
     assert!(rules.contains(&"default/new_confusion"), "{rules:?}");
     assert!(rules.contains(&"default/news2"), "{rules:?}");
