@@ -7,8 +7,9 @@
 //! In: a client that carries the session cookie, the base URL, the paths
 //! (taken in turn), the total rate and duration. Out: a [`PathReport`] per
 //! path. The run is bounded: `rate × seconds` requests, each with a
-//! timeout, at most [`MAX_IN_FLIGHT`] at once (a request that waits for a
-//! slot keeps its due time, so the wait counts).
+//! deadline ten seconds after its due time, at most [`MAX_IN_FLIGHT`] at
+//! once (a request that waits for a slot keeps its due time, so the wait
+//! counts).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use tokio::sync::Semaphore;
 /// the load generator from opening thousands of connections.
 pub const MAX_IN_FLIGHT: usize = 512;
 
-/// A request that has not answered by then counts as failed.
+/// A request that has not answered this long after it was due counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Latency and errors of the requests to one path.
@@ -93,8 +94,11 @@ pub async fn run(
         let client = client.clone();
         let slots = slots.clone();
         requests.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            // The deadline counts from the due time, waiting for a slot
+            // included, so an overloaded service cannot stretch the run.
+            let deadline = tokio::time::Instant::from_std(due) + REQUEST_TIMEOUT;
+            let answer = tokio::time::timeout_at(deadline, async {
+                let _slot = slots.acquire_owned().await;
                 let response = client.get(&url).send().await?;
                 let status = response.status().as_u16();
                 let body = response.bytes().await?;

@@ -45,7 +45,6 @@ use super::{
 use crate::alert_book::Outcome;
 use crate::domain::{DeviceId, Timestamp};
 use crate::protocols::{load_dir, Protocol};
-use crate::simulate::Population;
 use crate::store::{NewDevice, PgStore, Store};
 
 /// Options of `thuiswacht-load worklist`.
@@ -242,7 +241,7 @@ async fn measure(
                 open_alerts: args.open_alerts,
                 seed: args.seed,
             };
-            let population = Population::generate(args.seed, args.patients, args.days, now);
+            let population = worklist_data::spot_check_population(&spec, now);
             let loaded =
                 worklist_data::load(&pool, &store, &spec, &population, protocols, now).await?;
             sqlx::raw_sql("vacuum analyze")

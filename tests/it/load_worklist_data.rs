@@ -9,7 +9,6 @@ use reqwest::Client;
 use thuiswacht::domain::Timestamp;
 use thuiswacht::loadgen::worklist_data::{self, add_nurse, WorklistData};
 use thuiswacht::protocols::load_dir;
-use thuiswacht::simulate::Population;
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -29,7 +28,7 @@ async fn worklist_load_data_holds_what_it_reports_and_its_nurse_sees_only_her_te
         open_alerts: 12,
         seed: 5,
     };
-    let population = Population::generate(spec.seed, spec.patients, spec.days, now);
+    let population = worklist_data::spot_check_population(&spec, now);
 
     // Act
     let loaded = worklist_data::load(&pool, &store, &spec, &population, &protocols, now)
