@@ -4,7 +4,8 @@
 //! sustained readings/s from publish to commit, p50/p99 publish→commit
 //! latency and the service's peak RSS. `rebuild` times the start-up rebuild
 //! of triage state on a large stored history; `memory` measures triage state
-//! per monitored patient. Each prints a summary and a JSON line. See
+//! per monitored patient; `worklist` measures the worklist API and page under
+//! load on a year of data and MQTT publish → SSE alert latency. Each prints a summary and a JSON line. See
 //! `scripts/load`.
 
 use clap::Parser;
@@ -24,6 +25,9 @@ fn main() -> std::process::ExitCode {
             .map(|report| (report.summary(), serde_json::to_string(&report))),
         Some(LoadCommand::Rebuild(args)) => runtime
             .block_on(loadgen::rebuild::run(args))
+            .map(|report| (report.summary(), serde_json::to_string(&report))),
+        Some(LoadCommand::Worklist(args)) => runtime
+            .block_on(loadgen::worklist::run(args))
             .map(|report| (report.summary(), serde_json::to_string(&report))),
         Some(LoadCommand::Memory(args)) => loadgen::memory::run(&args)
             .map(|report| (report.summary(), serde_json::to_string(&report))),

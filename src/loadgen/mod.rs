@@ -11,10 +11,16 @@
 //!
 //! `rebuild` times the start-up rebuild of triage state on a large stored
 //! history ([`rebuild`]); `memory` measures triage state per monitored
-//! patient ([`memory`]).
+//! patient ([`memory`]); `worklist` measures the nurses' worklist API and
+//! page under load on a year of data, and MQTT publish → SSE alert latency
+//! ([`worklist`]).
 
 pub mod memory;
+pub mod open_loop;
 pub mod rebuild;
+pub mod sse_probe;
+pub mod worklist;
+pub mod worklist_data;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +69,9 @@ pub enum LoadCommand {
     Rebuild(rebuild::RebuildArgs),
     /// Measure the memory of triage state for many monitored patients.
     Memory(memory::MemoryArgs),
+    /// Measure the worklist API and page under load on a year of data, and
+    /// MQTT publish → SSE alert latency.
+    Worklist(worklist::WorklistArgs),
 }
 
 /// Options of one end-to-end load run.

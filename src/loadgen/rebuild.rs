@@ -275,7 +275,7 @@ async fn measure(
 }
 
 /// Registers the population through the store, eight patients at a time.
-async fn register_concurrently(
+pub(super) async fn register_concurrently(
     store: &Arc<dyn Store>,
     population: &Population,
 ) -> anyhow::Result<()> {
@@ -333,7 +333,7 @@ fn copy_row(
 
 /// Streams the population's history up to `now` into `readings` with
 /// binary `COPY`, one statement per simulated day; returns the rows stored.
-async fn load_history(
+pub(super) async fn load_history(
     pool: &PgPool,
     population: &Population,
     now: Timestamp,

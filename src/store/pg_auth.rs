@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::auth::{
@@ -63,30 +63,65 @@ pub(super) fn teams_from_json(teams: serde_json::Value) -> Result<Vec<Team>, Sto
         .collect())
 }
 
-async fn insert_audit(
-    transaction: &mut Transaction<'_, Postgres>,
+/// Appends audit rows in one statement. A worklist page audits every patient
+/// it shows (up to a hundred), and a round trip per row cost more than the
+/// worklist query itself; `with ordinality` keeps the rows' ids in the
+/// order given.
+async fn insert_audit<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     records: &[NewAuditRecord],
 ) -> Result<(), StoreError> {
-    for record in records {
-        sqlx::query(
-            "insert into audit_log (at, actor, actor_kind, actor_id, on_behalf_of, action,
-                                    patient_id, team_id, detail, source_address, user_agent)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(to_datetime(record.at))
-        .bind(&record.actor)
-        .bind(record.actor_kind.code())
-        .bind(record.actor_id)
-        .bind(record.on_behalf_of.as_deref())
-        .bind(record.action.code())
-        .bind(record.patient_id)
-        .bind(record.team_id)
-        .bind(&record.detail)
-        .bind(record.source_address.as_deref())
-        .bind(record.user_agent.as_deref())
-        .execute(&mut **transaction)
-        .await?;
+    if records.is_empty() {
+        return Ok(());
     }
+    let mut at = Vec::with_capacity(records.len());
+    let mut actor = Vec::with_capacity(records.len());
+    let mut actor_kind = Vec::with_capacity(records.len());
+    let mut actor_id = Vec::with_capacity(records.len());
+    let mut on_behalf_of = Vec::with_capacity(records.len());
+    let mut action = Vec::with_capacity(records.len());
+    let mut patient_id = Vec::with_capacity(records.len());
+    let mut team_id = Vec::with_capacity(records.len());
+    let mut detail = Vec::with_capacity(records.len());
+    let mut source_address = Vec::with_capacity(records.len());
+    let mut user_agent = Vec::with_capacity(records.len());
+    for record in records {
+        at.push(to_datetime(record.at));
+        actor.push(record.actor.as_str());
+        actor_kind.push(record.actor_kind.code());
+        actor_id.push(record.actor_id);
+        on_behalf_of.push(record.on_behalf_of.as_deref());
+        action.push(record.action.code());
+        patient_id.push(record.patient_id);
+        team_id.push(record.team_id);
+        detail.push(record.detail.to_string());
+        source_address.push(record.source_address.as_deref());
+        user_agent.push(record.user_agent.as_deref());
+    }
+    sqlx::query(
+        "insert into audit_log (at, actor, actor_kind, actor_id, on_behalf_of, action,
+                                patient_id, team_id, detail, source_address, user_agent)
+         select at, actor, actor_kind, actor_id, on_behalf_of, action,
+                patient_id, team_id, detail::jsonb, source_address, user_agent
+         from unnest($1::timestamptz[], $2::text[], $3::text[], $4::uuid[], $5::text[],
+                     $6::text[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[])
+              with ordinality as x(at, actor, actor_kind, actor_id, on_behalf_of, action,
+                                   patient_id, team_id, detail, source_address, user_agent, n)
+         order by n",
+    )
+    .bind(&at)
+    .bind(&actor)
+    .bind(&actor_kind)
+    .bind(&actor_id)
+    .bind(&on_behalf_of)
+    .bind(&action)
+    .bind(&patient_id)
+    .bind(&team_id)
+    .bind(&detail)
+    .bind(&source_address)
+    .bind(&user_agent)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -215,7 +250,7 @@ impl PgStore {
         .execute(&mut *transaction)
         .await
         .map_err(|error| on_constraint(error, "session"))?;
-        insert_audit(&mut transaction, std::slice::from_ref(audit)).await?;
+        insert_audit(&mut *transaction, std::slice::from_ref(audit)).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -280,10 +315,8 @@ impl PgStore {
         if records.is_empty() {
             return Ok(());
         }
-        let mut transaction = self.pool().begin().await?;
-        insert_audit(&mut transaction, records).await?;
-        transaction.commit().await?;
-        Ok(())
+        // One statement is atomic by itself; no transaction round trips.
+        insert_audit(self.pool(), records).await
     }
 
     pub(super) async fn pg_patient_audit(
@@ -347,7 +380,7 @@ impl PgStore {
             }
             other => other,
         })?;
-        insert_audit(&mut transaction, std::slice::from_ref(audit)).await?;
+        insert_audit(&mut *transaction, std::slice::from_ref(audit)).await?;
         transaction.commit().await?;
         Ok(())
     }

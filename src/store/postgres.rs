@@ -823,10 +823,19 @@ impl Store for PgStore {
             AlertOrder::Urgency => URGENCY_ORDER,
             AlertOrder::Newest => "x.opened_at desc, x.id",
         };
+        // Spelled out when no resolved alert is asked for (the worklist), so
+        // that the partial index of unresolved alerts serves the query also
+        // in a generic plan, where `status = any($1)` says nothing; without
+        // it PostgreSQL reads every alert ever raised.
+        let unresolved_only = if query.status_codes().contains(&"resolved") {
+            ""
+        } else {
+            "and status <> 'resolved'"
+        };
         let rows = sqlx::query(&format!(
             "select x.*, p.display_name, p.team_id, t.name, count(*) over ()
              from (select {ALERT_COLUMNS} from alerts
-                   where status = any($1) and priority = any($2)
+                   where status = any($1) and priority = any($2) {unresolved_only}
                      and ($3::uuid is null or patient_id = $3)) x
              join patients p on p.id = x.patient_id
              join teams t on t.id = p.team_id

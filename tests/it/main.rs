@@ -14,6 +14,7 @@ mod db_outage;
 mod device_status;
 mod embedded;
 mod http_ingest;
+mod load_worklist_data;
 mod mqtt_ingest;
 mod mqtts;
 mod observations;
