@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin_cli;
+mod alarm_burden;
 mod auth;
 mod authorization_matrix;
 mod browser;
