@@ -88,6 +88,13 @@ pub struct Rule {
     pub with_metric: Option<Metric>,
     #[serde(default)]
     pub with_delta: Option<f64>,
+    /// Confirmation on dense data: when the reading that would raise (or
+    /// recover) the rule follows an earlier reading of a metric the rule
+    /// reads by at most this many minutes, the rule is raised (recovered)
+    /// only if that still holds at the next reading of a later time. 0 (the
+    /// default): at once. Spot checks further apart act at once either way.
+    #[serde(default)]
+    pub confirm_within_minutes: u32,
     pub priority: Priority,
 }
 
@@ -266,6 +273,13 @@ impl Rule {
                     problems.push(format!(
                         "{at}: a trend needs a non-zero delta and a positive window_hours"
                     ));
+                }
+                if let (Some(recover), Some(delta)) = (rule.recover_at, rule.delta) {
+                    if recover * delta < 0.0 || recover.abs() > delta.abs() {
+                        problems.push(format!(
+                            "{at}: recover_at {recover} must lie between 0 and delta {delta}"
+                        ));
+                    }
                 }
             }
             RuleKind::MissedMeasurement => match rule.due_by.as_deref().map(parse_hhmm) {
