@@ -88,11 +88,11 @@ pub struct Rule {
     pub with_metric: Option<Metric>,
     #[serde(default)]
     pub with_delta: Option<f64>,
-    /// Confirmation on dense data: when the reading that would raise (or
-    /// recover) the rule follows an earlier reading of a metric the rule
-    /// reads by at most this many minutes, the rule is raised (recovered)
-    /// only if that still holds at the next reading of a later time. 0 (the
-    /// default): at once. Spot checks further apart act at once either way.
+    /// Confirmation on dense data: when the metrics the rule reads were
+    /// measured at two or more earlier times within this many minutes (a
+    /// stream), a raise or recovery counts only if it still holds at the
+    /// next reading of a later time. 0 (the default): at once. A single
+    /// earlier reading or spot checks further apart act at once either way.
     #[serde(default)]
     pub confirm_within_minutes: u32,
     pub priority: Priority,

@@ -40,27 +40,42 @@ use crate::protocols::{Protocol, Rule, RuleKind, RuleSettings};
 const MICROS_PER_DAY: i64 = 24 * 3_600_000_000;
 
 /// Returns whether a raise or recovery of `rule` at `ts` needs confirming:
-/// the rule asks
-/// for it, and a metric the rule reads (`metrics`, a bit per
-/// [`metric_index`]) was also measured within `confirm_within_minutes`
-/// before `ts` (dense data, so the next reading comes soon). Readings
-/// further apart confirm nothing and delay nothing.
+/// the rule asks for it, and the metrics it reads (`metrics`, a bit per
+/// [`metric_index`]) were measured at two or more earlier times within
+/// `confirm_within_minutes` before `ts`: a stream of measurements, so the
+/// next one comes soon. A single earlier reading (a nurse's observation
+/// after a device reading, a repeated home measurement) or spot checks
+/// hours apart confirm nothing and delay nothing.
 fn awaits_confirmation(rule: &Rule, metrics: u32, patient: &PatientState, ts: Timestamp) -> bool {
     if rule.confirm_within_minutes == 0 {
         return false;
     }
     let from = ts.micros() - i64::from(rule.confirm_within_minutes) * 60_000_000;
-    Metric::ALL
-        .into_iter()
-        .filter(|metric| metrics & (1 << metric_index(*metric)) != 0)
-        .any(|metric| {
-            let history = patient.history(metric);
-            (0..history.len())
-                .rev()
-                .map(|index| history.time(index))
-                .find(|earlier| *earlier < ts)
-                .is_some_and(|earlier| earlier.micros() >= from)
-        })
+    let mut earlier_times = [None; 2];
+    for metric in Metric::ALL {
+        if metrics & (1 << metric_index(metric)) == 0 {
+            continue;
+        }
+        let history = patient.history(metric);
+        for index in (0..history.len()).rev() {
+            let time = history.time(index);
+            if time >= ts {
+                continue;
+            }
+            if time.micros() < from {
+                break;
+            }
+            if earlier_times[0].is_none_or(|first| first == time) {
+                earlier_times[0] = Some(time);
+            } else if earlier_times[1].is_none() {
+                earlier_times[1] = Some(time);
+            }
+            if earlier_times[1].is_some_and(|second| Some(second) != earlier_times[0]) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Returns the patient's continuous evidence of deterioration.

@@ -326,22 +326,13 @@ mod tests {
         assert_eq!(lines[3]["hour"], 0);
         // Hour 0 of the septic patient: 20/min 0, 95 % 1, 110 mmHg 1, 88/min 0, 37.5 °C 0.
         assert_eq!(lines[3]["news2"], 2);
-        // NEWS2 is 13 at hours 1 and 2; on hourly data the rule waits for
-        // the next hour to confirm it, so it is raised at hour 2.
-        let alerts = |line: usize| lines[line]["alerts"].as_array().unwrap().clone();
-        assert!(!alerts(4).iter().any(|id| id == "default/news2"));
+        // NEWS2 is 13 at hour 1; one earlier hour is no stream of readings
+        // yet, so the rule raises at once.
+        let alerts = lines[4]["alerts"].as_array().unwrap();
+        assert!(alerts.iter().any(|id| id == "default/news2"), "{alerts:?}");
         assert!(
-            alerts(5).iter().any(|id| id == "default/news2"),
-            "{:?}",
-            alerts(5)
-        );
-        assert!(
-            lines[5]["urgency_score"].as_f64().unwrap() >= 4000.0,
+            lines[4]["urgency_score"].as_f64().unwrap() >= 4000.0,
             "high priority active"
-        );
-        assert!(
-            lines[4]["urgency_score"].as_f64().unwrap()
-                > lines[3]["urgency_score"].as_f64().unwrap()
         );
         assert_eq!(summary.all.auroc_news2, Some(1.0));
         assert_eq!(summary.all.auroc_urgency, Some(1.0));
@@ -403,6 +394,47 @@ mod tests {
             "physionet replay ({} files): {}",
             files.len(),
             serde_json::to_string(&summary).unwrap()
+        );
+    }
+
+    /// The engine's alert burden may be at most this multiple of NEWS2
+    /// alone's (1.34 on this subset, 1.23 on the whole set; 3.6 before
+    /// confirmation on dense data). The goal is at most 1.
+    const BURDEN_CEILING: f64 = 1.5;
+
+    /// Locks the ranking and burden figures loosely on a fixed subset (every
+    /// fourth file of the shared sample, 500 patients), so a change that
+    /// undoes them fails. Figures on the whole set are in the README.
+    #[test]
+    fn urgency_ranks_better_than_news2_alone_at_a_bounded_alert_burden() {
+        // Arrange
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/data/physionet2019-sepsis-setB-2000");
+        let files: Vec<PathBuf> = psv_files(&dir)
+            .expect("the PhysioNet sample folder must exist")
+            .into_iter()
+            .step_by(4)
+            .collect();
+        assert_eq!(files.len(), 500);
+
+        // Act
+        let summary = replay_files(&files, std::io::sink()).unwrap();
+
+        // Assert
+        eprintln!("{}", serde_json::to_string(&summary).unwrap());
+        let figures = &summary.all;
+        let urgency = figures.auroc_urgency.unwrap();
+        let news2 = figures.auroc_news2.unwrap();
+        // 0.716 against 0.706 when written.
+        assert!(
+            urgency > news2 + 0.005,
+            "urgency {urgency} vs NEWS2 {news2}"
+        );
+        let engine = figures.alerts_per_patient_day_without_sepsis;
+        let reference = figures.news2_alone_alerts_per_patient_day_without_sepsis;
+        assert!(
+            engine < BURDEN_CEILING * reference,
+            "{engine} alerts per patient-day vs {reference}"
         );
     }
 }
