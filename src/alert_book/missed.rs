@@ -386,7 +386,7 @@ fn new_alert(
         rule_key: check.rule_key.clone(),
         priority,
         nts: NtsLevel::for_priority(priority),
-        score: urgency::score(priority, 0, 0.0),
+        score: urgency::score(priority, urgency::Evidence::default(), 0.0),
         explanation,
         at: now,
         raised_at: now,

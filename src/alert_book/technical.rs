@@ -192,7 +192,7 @@ impl TechnicalRecorder {
         let (nts, score, response_minutes) = match &policy.protocol_id {
             Some(protocol_id) => (
                 NtsLevel::for_priority(policy.priority),
-                urgency::score(policy.priority, 0, 0.0),
+                urgency::score(policy.priority, urgency::Evidence::default(), 0.0),
                 self.protocols
                     .get(protocol_id)
                     .and_then(|protocol| protocol.response_targets.get(&policy.priority))

@@ -100,6 +100,13 @@ pub struct Rule {
     pub with_metric: Option<Metric>,
     #[serde(default)]
     pub with_delta: Option<f64>,
+    /// Confirmation on dense data: when the metrics the rule reads were
+    /// measured at two or more earlier times within this many minutes (a
+    /// stream), a raise or recovery counts only if it still holds at the
+    /// next reading of a later time. 0 (the default): at once. A single
+    /// earlier reading or spot checks further apart act at once either way.
+    #[serde(default)]
+    pub confirm_within_minutes: u32,
     pub priority: Priority,
 }
 
@@ -278,6 +285,13 @@ impl Rule {
                     problems.push(format!(
                         "{at}: a trend needs a non-zero delta and a positive window_hours"
                     ));
+                }
+                if let (Some(recover), Some(delta)) = (rule.recover_at, rule.delta) {
+                    if recover * delta < 0.0 || recover.abs() > delta.abs() {
+                        problems.push(format!(
+                            "{at}: recover_at {recover} must lie between 0 and delta {delta}"
+                        ));
+                    }
                 }
             }
             RuleKind::MissedMeasurement => match rule.due_by.as_deref().map(parse_hhmm) {

@@ -25,6 +25,13 @@
 //!   [`MIN_PERSONAL_VECTORS`] vectors of (its mean and spread from
 //!   [`baseline::prior`], no correlation), so a new patient is not scored on
 //!   noise.
+//! - **Few vectors.** Statistics learned from few vectors underestimate the
+//!   spread of the next one, so the squared distance is divided by
+//!   Hotelling's predictive factor for the number learned
+//!   (`few_vectors_factor`): without it a new patient's first
+//!   days (or an ICU stay's first day, on the PhysioNet replay) raise most
+//!   of the anomalies, and those say more about the estimate than about the
+//!   patient.
 //! - **Shrinkage.** Off-diagonal covariances are shrunk by
 //!   [`SHRINKAGE`](baseline::SHRINKAGE) toward zero and variances floored at
 //!   the device resolution ([`baseline::min_spread`]), which keeps the 6×6
@@ -228,13 +235,35 @@ impl AnomalyState {
             };
             insert_top(&mut top, contribution);
         }
-        let squared = self.solve(n)?;
+        let squared = self.solve(n)? / self.few_vectors_factor(used);
         Some(AnomalyScore {
             distance: squared.max(0.0).sqrt(),
             dimensions: n,
             top,
             ts,
         })
+    }
+
+    /// Returns how much wider than the statistics themselves say the spread
+    /// of a new vector is, because they were learned from few vectors:
+    /// Hotelling's predictive factor `(n + 1)(n − 1) / (n (n − p))` for `p`
+    /// personal dimensions learned from `n` vectors (the fewest of those
+    /// dimensions, at most [`MEMORY`], the weighting's effective count).
+    /// Eight vectors of six signs make a squared distance look four times
+    /// larger than it is; sixty, 1.1 times.
+    fn few_vectors_factor(&self, used: &[usize]) -> f64 {
+        let mut personal = 0.0;
+        let mut vectors = MEMORY;
+        for &index in used {
+            if self.counts[index] >= MIN_PERSONAL_VECTORS {
+                personal += 1.0;
+                vectors = vectors.min(f64::from(self.counts[index]));
+            }
+        }
+        // At least two vectors more than dimensions keeps the factor finite;
+        // MIN_PERSONAL_VECTORS (8) exceeds VITAL_DIMENSION (6) by two.
+        let vectors = vectors.max(personal + 2.0);
+        (vectors + 1.0) * (vectors - 1.0) / (vectors * (vectors - personal))
     }
 
     /// Cholesky-factors `matrix[..n, ..n]` in place and returns

@@ -31,11 +31,60 @@ use super::anomaly::AnomalyState;
 use super::baseline::{self, MultivariateScore};
 use super::patient_state::{metric_index, PatientRule, PatientState, Recorded, NO_PERSONAL};
 use super::rules::{self, CurrentNews2, Trigger};
-use super::urgency::{self, Explanation, Factor, Finding, Transition, SECOND_CONTACT_DAYS};
+use super::urgency::{
+    self, Evidence, Explanation, Factor, Finding, Transition, SECOND_CONTACT_DAYS,
+};
 use crate::domain::{Metric, Reading, Timestamp};
 use crate::protocols::{Protocol, Rule, RuleKind, RuleSettings};
 
 const MICROS_PER_DAY: i64 = 24 * 3_600_000_000;
+
+/// Returns whether a raise or recovery of `rule` at `ts` needs confirming:
+/// the rule asks for it, and the metrics it reads (`metrics`, a bit per
+/// [`metric_index`]) were measured at two or more earlier times within
+/// `confirm_within_minutes` before `ts`: a stream of measurements, so the
+/// next one comes soon. A single earlier reading (a nurse's observation
+/// after a device reading, a repeated home measurement) or spot checks
+/// hours apart confirm nothing and delay nothing.
+fn awaits_confirmation(rule: &Rule, metrics: u32, patient: &PatientState, ts: Timestamp) -> bool {
+    if rule.confirm_within_minutes == 0 {
+        return false;
+    }
+    let from = ts.micros() - i64::from(rule.confirm_within_minutes) * 60_000_000;
+    let mut earlier_times = [None; 2];
+    for metric in Metric::ALL {
+        if metrics & (1 << metric_index(metric)) == 0 {
+            continue;
+        }
+        let history = patient.history(metric);
+        for index in (0..history.len()).rev() {
+            let time = history.time(index);
+            if time >= ts {
+                continue;
+            }
+            if time.micros() < from {
+                break;
+            }
+            if earlier_times[0].is_none_or(|first| first == time) {
+                earlier_times[0] = Some(time);
+            } else if earlier_times[1].is_none() {
+                earlier_times[1] = Some(time);
+            }
+            if earlier_times[1].is_some_and(|second| Some(second) != earlier_times[0]) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Returns the patient's continuous evidence of deterioration.
+fn evidence(patient: &PatientState) -> Evidence {
+    Evidence {
+        news2_total: patient.news2().score.total,
+        sustained_news2: patient.sustained_news2(),
+    }
+}
 
 /// Why a patient cannot be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -406,14 +455,30 @@ impl TriageEngine {
             let scoped_id = &self.scoped_ids[patient_rule.protocol][patient_rule.rule];
             let mut state = patient_rule.state;
             let Some(hit) = rules::evaluate(rule, patient, trigger, &mut state) else {
+                if !late {
+                    state.unconfirmed_since = None;
+                }
                 patient.rules[index].state = state;
                 continue;
             };
+            let rule_metrics = self.rule_metrics[patient_rule.protocol][patient_rule.rule];
+            if hit.transition != Transition::Ongoing
+                && awaits_confirmation(rule, rule_metrics, patient, ts)
+            {
+                let since = *state.unconfirmed_since.get_or_insert(ts);
+                if since >= ts {
+                    // Neither a raise nor a recovery counts until a reading
+                    // of a later time confirms it.
+                    state.active = hit.transition == Transition::Recovered;
+                    patient.rules[index].state = state;
+                    continue;
+                }
+            }
+            state.unconfirmed_since = None;
             if hit.transition == Transition::Raised {
                 state.second_contact = state.record_raise(ts, SECOND_CONTACT_DAYS * MICROS_PER_DAY);
             }
-            let total = patient.news2().score.total;
-            let score = urgency::score(rule.priority, total, hit.excess_in_spreads);
+            let score = urgency::score(rule.priority, evidence(patient), hit.excess_in_spreads);
             state.last_score = if state.active { score } else { 0.0 };
             let mut explanation = Explanation {
                 factors: hit.factors,
@@ -476,6 +541,19 @@ impl TriageEngine {
     /// Returns the NEWS2 score from the patient's newest values.
     pub fn current_news2(&self, patient_id: &Uuid) -> Option<CurrentNews2> {
         self.patients.get(patient_id).map(rules::current_news2)
+    }
+
+    /// Returns the patient's urgency, what the worklist ranks them by: the
+    /// score of their most urgent active finding, or without one their
+    /// continuous evidence alone; see [`urgency::patient_urgency`].
+    pub fn patient_urgency(&self, patient_id: &Uuid) -> Option<f64> {
+        let patient = self.patients.get(patient_id)?;
+        let active = patient
+            .rules
+            .iter()
+            .filter(|patient_rule| patient_rule.state.active)
+            .map(|patient_rule| patient_rule.state.last_score);
+        Some(urgency::patient_urgency(active, evidence(patient)))
     }
 
     /// Returns the scoped ids and last scores of the patient's active rules.
@@ -745,12 +823,16 @@ mod tests {
         // protocol is crossed, but together they are far from this person.
         round(&mut engine, &mut findings, 14 * 24 + 8, [84.0, 94.0, 128.0]);
         let raised = anomalies(&findings);
+        // Back to normal in the evening; the rule confirms recoveries on
+        // dense data (a round's readings are a minute apart), so the
+        // recovery seen at the round's last reading counts at the next one.
         round(
             &mut engine,
             &mut findings,
             14 * 24 + 20,
             [65.0, 97.0, 149.0],
         );
+        round(&mut engine, &mut findings, 15 * 24 + 8, [64.0, 97.0, 151.0]);
         let recovered = anomalies(&findings);
 
         // Assert
@@ -781,7 +863,8 @@ mod tests {
         assert!(since.is_some());
         assert_eq!(
             recovered.last().map(|f| f.transition),
-            Some(Transition::Recovered)
+            Some(Transition::Recovered),
+            "{recovered:#?}"
         );
     }
 

@@ -8,6 +8,8 @@
 //!   of vital signs, with missing parameters named rather than assumed normal.
 //! - [`patient_state`]: per-patient ring buffers of recent readings and the
 //!   state of each rule.
+//! - [`sustained`]: the mean hourly NEWS2 of the last twelve hours, the
+//!   continuous evidence that ranks within a priority.
 //! - [`baseline`]: robust personal baselines (median, MAD, priors) and a
 //!   multivariate Mahalanobis score.
 //! - [`anomaly`]: streaming multivariate (Mahalanobis) anomaly detection on
@@ -32,6 +34,7 @@ pub mod patient_state;
 pub mod replay;
 pub mod rules;
 pub mod schedule;
+pub mod sustained;
 pub mod technical;
 pub mod urgency;
 

@@ -16,6 +16,7 @@
 //! "current" threshold evaluation keeps using the newest reading (DESIGN §1).
 
 use super::rules::{is_news2_metric, CurrentNews2, News2Cache};
+use super::sustained::SustainedNews2;
 use crate::domain::{Metric, Timestamp};
 
 /// Readings kept per metric. 64 spot readings cover two weeks of a metric
@@ -236,6 +237,10 @@ pub struct RuleState {
     pub last_score: f64,
     /// The current episode was raised as a second contact.
     pub second_contact: bool,
+    /// Event time from which a raise (or, while active, a recovery) has
+    /// waited for confirmation by a reading of a later time
+    /// (`confirm_within_minutes`).
+    pub unconfirmed_since: Option<Timestamp>,
 }
 
 impl RuleState {
@@ -286,6 +291,8 @@ pub struct PatientState {
     /// it is recorded: every NEWS2 rule and every finding's score read it,
     /// and a wearable's heart rate arrives each minute.
     news2: News2Cache,
+    /// The mean hourly NEWS2 of the last twelve hours, kept with it.
+    sustained_news2: SustainedNews2,
 }
 
 impl PatientState {
@@ -298,6 +305,7 @@ impl PatientState {
             anomaly: None,
             wants_anomaly: false,
             news2: News2Cache::empty(),
+            sustained_news2: SustainedNews2::default(),
         }
     }
 
@@ -310,6 +318,11 @@ impl PatientState {
         if is_news2_metric(metric) && matches!(recorded, Recorded::Newest | Recorded::Duplicate) {
             let cache = self.news2;
             self.news2 = cache.after(self, metric, ts, value);
+            let current = self.news2.current;
+            if let Some(as_of) = current.as_of {
+                self.sustained_news2
+                    .record(as_of.micros(), current.score.total);
+            }
         }
         recorded
     }
@@ -318,6 +331,12 @@ impl PatientState {
     /// [`current_news2`](super::rules::current_news2).
     pub fn news2(&self) -> CurrentNews2 {
         self.news2.current
+    }
+
+    /// Returns the mean hourly NEWS2 total of the last twelve hours; see
+    /// [`sustained`](super::sustained).
+    pub fn sustained_news2(&self) -> f64 {
+        self.sustained_news2.mean()
     }
 
     /// Returns the history of `metric`.

@@ -26,25 +26,37 @@
 //!   [`TREND_GRACE_HOURS`] for daily-measurement jitter) before it. The
 //!   extreme rather than the oldest reading catches a rise that started after
 //!   a dip and is not fooled by one high reading at the window's start.
-//!   Each reading's level is the median of the readings of the hour ending at
-//!   it (at most [`TREND_SMOOTHING_READINGS`]), so a wearable's noise is no
+//!   Each reading's level is the median of the readings of the two hours
+//!   ending at it (at most [`TREND_SMOOTHING_READINGS`]), so a wearable's
+//!   noise, or one restless hour of hourly measurements, is no
 //!   trend; a spot measurement is its own level.
 //!   Fires when the change exceeds `delta` strictly ("more than 2 kg");
-//!   recovers as soon as it no longer does. Late readings count.
+//!   recovers when the change is back within `recover_at` (as a change), by
+//!   default half of `delta`, with the same hysteresis as a threshold: on
+//!   hourly data a blood pressure that swings around a 30 mmHg fall would
+//!   otherwise raise and clear a new alert every other hour. A paired trend
+//!   recovers when either change is back within half of its delta. Late
+//!   readings count.
 //! - **baseline_deviation**: the newest value minus the personal baseline
 //!   median, the baseline taken from readings older than `window_hours`
 //!   (so a deterioration of the last day does not drag its own baseline; the
 //!   baseline window itself is [`BASELINE_WINDOW_DAYS`] days). Fires at or
 //!   past `delta` ("three points below"); recovers when the deviation is back
-//!   within `recover_at` (as a deviation), by default half of `delta`.
+//!   within `recover_at` (as a deviation), by default half of `delta`. It
+//!   fires only against a *personal* baseline: "below this person's usual"
+//!   means nothing before their usual is known (fewer than
+//!   [`MIN_PERSONAL_READINGS`] readings before the excluded stretch), and
+//!   the population prior would turn it into a second, arbitrary absolute
+//!   threshold beside the protocol's own. An active deviation still recovers.
 //! - **missed_measurement**, **technical**: not evaluated per reading. A
 //!   missed measurement is the absence of a reading, so a clock-driven sweep
 //!   decides it ([`super::schedule`]); technical rules rank device signals
 //!   ([`super::technical`]).
 //!
 //! [`BASELINE_WINDOW_DAYS`]: super::baseline::BASELINE_WINDOW_DAYS
+//! [`MIN_PERSONAL_READINGS`]: super::baseline::MIN_PERSONAL_READINGS
 
-use super::baseline::{personal_baseline, Baseline};
+use super::baseline::{personal_baseline, Baseline, BaselineSource};
 use super::news2::{self, Parameter, ParameterSet, SpO2Scale, VitalSet};
 use super::patient_state::{MetricHistory, PatientState, RuleState};
 use super::urgency::{Factor, Transition};
@@ -61,10 +73,13 @@ pub const TREND_GRACE_HOURS: i64 = 2;
 /// Readings and minutes a trend level is smoothed over: a wrist wearable
 /// sends heart rate every minute, and without smoothing its ±6/min noise plus
 /// the night-to-morning step fired "heart rate rising 15/min" several times a
-/// day in the simulator.
+/// day in the simulator. Two hours, not one: with hourly measurements (the
+/// PhysioNet replay, a nurse's hourly checks) a one-hour window holds two
+/// readings and their mean follows every artefact; two hours hold three and
+/// their median does not. Spot checks hours apart are their own level.
 pub const TREND_SMOOTHING_READINGS: usize = 7;
 /// See [`TREND_SMOOTHING_READINGS`].
-pub const TREND_SMOOTHING_MINUTES: i64 = 60;
+pub const TREND_SMOOTHING_MINUTES: i64 = 120;
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 const MICROS_PER_MINUTE: i64 = 60_000_000;
@@ -477,7 +492,16 @@ fn trend(
     let window_hours = rule.window_hours?;
     let history = patient.history(metric);
     let primary = window_change(history, delta, window_hours);
-    let mut condition = primary.is_some_and(|change| change.meets(delta));
+    // While active, the change need only stay past the recovery level.
+    let active = state.active;
+    let limit = |delta: f64, recover_at: Option<f64>| {
+        if active {
+            recover_at.unwrap_or(delta / 2.0)
+        } else {
+            delta
+        }
+    };
+    let mut condition = primary.is_some_and(|change| change.meets(limit(delta, rule.recover_at)));
     // The companion metric: its own change over the same window, ending
     // within that window of the primary's newest reading.
     let companion = match (rule.with_metric, rule.with_delta) {
@@ -490,7 +514,8 @@ fn trend(
                 }
                 _ => false,
             };
-            condition &= together && change.is_some_and(|change| change.meets(with_delta));
+            condition &=
+                together && change.is_some_and(|change| change.meets(limit(with_delta, None)));
             Some((with_metric, with_delta, change))
         }
         _ => None,
@@ -528,6 +553,8 @@ struct WindowChange {
 
 impl WindowChange {
     /// Whether the change exceeds `delta` strictly in its direction.
+    /// (`delta` is the rule's delta or, while active, its recovery level,
+    /// which has the same sign.)
     fn meets(self, delta: f64) -> bool {
         if delta > 0.0 {
             self.change > delta
@@ -611,6 +638,9 @@ fn baseline_deviation(
         ts.plus_micros(-excluded_micros),
         patient.spo2_scale_two,
     );
+    if !state.active && baseline.source != BaselineSource::Personal {
+        return None;
+    }
     let deviation = value - baseline.median;
     let past = |limit: f64| {
         if delta < 0.0 {
@@ -1054,13 +1084,15 @@ mod tests {
         )
         .unwrap()
         .factors;
-        // The SpO2 recovers: the pattern is over.
+        // The SpO2 recovers: the pattern is over once the two-hour level
+        // (the median with the 92 of 90 minutes before, 94) is back within
+        // half the delta; at 800 the level is 96.
         let recovered = run(
             &combined,
             &mut patient,
             &mut state,
             Metric::Spo2,
-            &[(700, 96.0)],
+            &[(700, 96.0), (800, 96.0)],
         );
 
         // Assert
@@ -1078,7 +1110,10 @@ mod tests {
             })
             .collect();
         assert_eq!(metrics, vec![Metric::HeartRate, Metric::Spo2]);
-        assert_eq!(recovered, vec![Some(Transition::Recovered)]);
+        assert_eq!(
+            recovered,
+            vec![Some(Transition::Ongoing), Some(Transition::Recovered)]
+        );
     }
 
     #[test]
@@ -1142,14 +1177,16 @@ mod tests {
     }
 
     #[test]
-    fn spo2_deviation_uses_the_prior_below_the_minimum_count() {
-        // Arrange
+    fn spo2_deviation_waits_for_a_personal_baseline() {
+        // Arrange: two readings of 94 are too few for a personal baseline;
+        // the prior's median is 96.
         let deviation = spo2_deviation_rule();
         let (mut patient, mut state) = (patient(), RuleState::default());
         patient.record(Metric::Spo2, Timestamp(0), 94.0);
         patient.record(Metric::Spo2, Timestamp(12 * HOUR), 94.0);
         let ts = Timestamp(2 * 24 * HOUR);
         patient.record(Metric::Spo2, ts, 93.0);
+        let prior = personal_baseline(patient.history(Metric::Spo2), Metric::Spo2, ts, false);
 
         // Act
         let hit = evaluate(
@@ -1161,18 +1198,14 @@ mod tests {
                 late: false,
             },
             &mut state,
-        )
-        .unwrap();
-
-        // Assert: 93 is three below the prior median of 96.
-        let Factor::Baseline { baseline, .. } = &hit.factors[1] else {
-            panic!("baseline factor second")
-        };
-        assert_eq!(
-            baseline.source,
-            super::super::baseline::BaselineSource::Prior
         );
-        assert_eq!(hit.transition, Transition::Raised);
+
+        // Assert: 93 is three below the prior, but "below this person's
+        // usual" needs their usual.
+        assert_eq!(prior.source, BaselineSource::Prior);
+        assert_eq!(prior.median - 93.0, 3.0);
+        assert_eq!(hit, None);
+        assert!(!state.active);
     }
 
     #[test]

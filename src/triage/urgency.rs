@@ -11,9 +11,17 @@
 //!   home measurements alone). Each NTS alarm signal raises it one level:
 //!   "rapid deterioration" and "second contact" (the same rule raised again
 //!   within [`SECOND_CONTACT_DAYS`]).
-//! - Score: `1000 × (priority rank + 1)` so priority dominates, plus
-//!   `40 × NEWS2 total` (at most 800), plus how far past the threshold the
-//!   value lies in baseline spreads (MADs), capped at 39.
+//! - Score: `1000 × (priority rank + 1)` so priority dominates, plus the
+//!   patient's continuous [`Evidence`]: `40 × sustained NEWS2` (the mean
+//!   hourly total of the last twelve hours, at most 800) and `5 × the
+//!   current NEWS2 total` (at most 100), plus how far past the threshold the
+//!   value lies in baseline spreads (MADs), capped at 39. Within a priority,
+//!   a score that has stayed raised for hours ranks above a single raised
+//!   snapshot (see [`sustained`](super::sustained) for why), and the newest
+//!   total breaks ties between equally sustained ones.
+//! - A patient's urgency ([`patient_urgency`]) is the score of their most
+//!   urgent active finding; without one, the evidence alone (below 1000, so
+//!   below every patient with an alert).
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -155,9 +163,33 @@ pub struct Finding {
     pub explanation: Explanation,
 }
 
-/// Returns the ranking score of a finding: priority first, then NEWS2 total,
-/// then the excess past the threshold in baseline spreads.
-pub fn score(priority: Priority, news2_total: u8, excess_in_spreads: f64) -> f64 {
+/// The continuous evidence of deterioration that ranks findings and
+/// patients within a priority.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Evidence {
+    /// The NEWS2 total from the newest values.
+    pub news2_total: u8,
+    /// The mean hourly NEWS2 total of the last twelve hours.
+    pub sustained_news2: f64,
+}
+
+impl Evidence {
+    /// Returns the evidence's share of a score: `40 × sustained NEWS2 + 5 ×
+    /// NEWS2 total`, at most 900.
+    pub fn points(self) -> f64 {
+        let sustained = if self.sustained_news2.is_finite() {
+            self.sustained_news2.clamp(0.0, 20.0)
+        } else {
+            0.0
+        };
+        40.0 * sustained + 5.0 * f64::from(self.news2_total.min(20))
+    }
+}
+
+/// Returns the ranking score of a finding: priority first, then the
+/// patient's evidence, then the excess past the threshold in baseline
+/// spreads.
+pub fn score(priority: Priority, evidence: Evidence, excess_in_spreads: f64) -> f64 {
     let rank = match priority {
         Priority::Informational => 0.0,
         Priority::Low => 1.0,
@@ -169,7 +201,18 @@ pub fn score(priority: Priority, news2_total: u8, excess_in_spreads: f64) -> f64
     } else {
         0.0
     };
-    1000.0 * (rank + 1.0) + 40.0 * f64::from(news2_total.min(20)) + excess
+    1000.0 * (rank + 1.0) + evidence.points() + excess
+}
+
+/// Returns a patient's urgency: the highest score among their active
+/// findings, or without one the evidence alone (below 1000).
+pub fn patient_urgency(active_scores: impl IntoIterator<Item = f64>, evidence: Evidence) -> f64 {
+    active_scores
+        .into_iter()
+        .fold(None, |highest: Option<f64>, score| {
+            Some(highest.map_or(score, |highest| highest.max(score)))
+        })
+        .unwrap_or_else(|| evidence.points())
 }
 
 /// Returns the suggested NTS level after the alarm signals.
@@ -192,17 +235,48 @@ pub fn suggested_level(
 mod tests {
     use super::*;
 
+    fn evidence(news2_total: u8, sustained_news2: f64) -> Evidence {
+        Evidence {
+            news2_total,
+            sustained_news2,
+        }
+    }
+
     #[test]
     fn urgency_score_ranks_high_over_medium() {
         // Arrange: a medium finding with the largest possible evidence.
-        let medium = score(Priority::Medium, 20, 1000.0);
+        let medium = score(Priority::Medium, evidence(20, 20.0), 1000.0);
 
         // Act
-        let high = score(Priority::High, 0, 0.0);
+        let high = score(Priority::High, Evidence::default(), 0.0);
 
         // Assert
         assert!(high > medium);
-        assert!(score(Priority::Medium, 3, 0.0) > score(Priority::Medium, 2, 30.0));
+        assert!(
+            score(Priority::Medium, evidence(3, 3.0), 0.0)
+                > score(Priority::Medium, evidence(2, 2.0), 30.0)
+        );
+    }
+
+    #[test]
+    fn a_sustained_score_ranks_above_a_single_raised_snapshot() {
+        // Twelve hours at 5 against one hour of 8 after eleven at 1.
+        let sustained = score(Priority::High, evidence(5, 5.0), 0.0);
+        let snapshot = score(Priority::High, evidence(8, (11.0 + 8.0) / 12.0), 0.0);
+        assert!(sustained > snapshot);
+        // The newest total breaks a tie in the sustained score.
+        assert!(
+            score(Priority::High, evidence(6, 4.0), 0.0)
+                > score(Priority::High, evidence(3, 4.0), 0.0)
+        );
+    }
+
+    #[test]
+    fn a_patient_ranks_by_the_most_urgent_finding_or_else_by_evidence() {
+        let quiet = patient_urgency([], evidence(4, 3.5));
+        assert_eq!(quiet, 40.0 * 3.5 + 5.0 * 4.0);
+        assert!(quiet < 1000.0);
+        assert_eq!(patient_urgency([2100.0, 4050.0], evidence(4, 3.5)), 4050.0);
     }
 
     #[test]
