@@ -6,15 +6,11 @@ use reqwest::Client;
 use thuiswacht::alert_book::NewAlert;
 use thuiswacht::domain::Timestamp;
 use thuiswacht::protocols::Priority;
-use thuiswacht::store::{NewPatient, NewUser, Role};
+use thuiswacht::store::Role;
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-fn password(username: &str) -> String {
-    format!("geheim-{username}-2026")
-}
 
 fn fever(patient: Uuid, rule_key: &str) -> NewAlert {
     NewAlert {
@@ -34,7 +30,7 @@ async fn sign_in(http: &str, username: &str) -> (Client, String) {
     let client = Client::builder().cookie_store(true).build().unwrap();
     let body: serde_json::Value = client
         .post(format!("{http}/api/v1/session"))
-        .json(&serde_json::json!({"username": username, "password": password(username)}))
+        .json(&serde_json::json!({"username": username, "password": test_password(username)}))
         .send()
         .await
         .unwrap()
@@ -53,36 +49,12 @@ async fn a_coordinator_sees_her_teams_alarm_burden_and_a_nurse_does_not() {
     settings.triage_enabled = false;
     let app = TestApp::spawn(settings).await;
     let http = app.http.clone();
-    let mut patients = Vec::new();
-    for team in ["Assen", "Emmen"] {
-        app.store.add_team(team).await.unwrap();
-        patients.push(
-            app.store
-                .add_patient(&NewPatient {
-                    id: Uuid::new_v4(),
-                    team: team.to_owned(),
-                    display_name: format!("Cliënt {team}"),
-                    birth_year: Some(1939),
-                    protocols: vec!["default".to_owned()],
-                })
-                .await
-                .unwrap(),
-        );
-    }
-    for (username, role) in [("carla", Role::Coordinator), ("anouk", Role::Nurse)] {
-        app.store
-            .add_user(&NewUser {
-                id: Uuid::new_v4(),
-                username: username.to_owned(),
-                display_name: username.to_owned(),
-                role,
-                password_hash: thuiswacht::auth::password::hash_password(&password(username))
-                    .unwrap(),
-                teams: vec!["Assen".to_owned()],
-            })
-            .await
-            .unwrap();
-    }
+    let patients = [
+        add_test_patient(&app.store, "Assen", "Cliënt Assen").await,
+        add_test_patient(&app.store, "Emmen", "Cliënt Emmen").await,
+    ];
+    add_test_user(&app.store, "carla", Role::Coordinator, &["Assen"]).await;
+    add_test_user(&app.store, "anouk", Role::Nurse, &["Assen"]).await;
     let (judged, _) = app
         .store
         .raise_alert(&fever(patients[0], "default/fever"))

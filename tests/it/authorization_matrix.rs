@@ -11,15 +11,11 @@ use reqwest::{Client, Method, StatusCode};
 use thuiswacht::alert_book::NewAlert;
 use thuiswacht::domain::Timestamp;
 use thuiswacht::protocols::Priority;
-use thuiswacht::store::{NewPatient, NewUser, Role, TeamScope, TokenScope};
+use thuiswacht::store::{Role, TeamScope, TokenScope};
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-fn password(username: &str) -> String {
-    format!("geheim-{username}-2026")
-}
 
 /// Who calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +146,7 @@ async fn session(http: &str, username: &str) -> Credentials {
         .unwrap();
     let response = client
         .post(format!("{http}/api/v1/session"))
-        .json(&serde_json::json!({"username": username, "password": password(username)}))
+        .json(&serde_json::json!({"username": username, "password": test_password(username)}))
         .send()
         .await
         .unwrap();
@@ -202,22 +198,10 @@ async fn every_caller_reaches_exactly_what_its_role_and_teams_allow() {
     let app = TestApp::spawn(settings).await;
     let store = &app.store;
     let http = app.http.clone();
-    let mut patients = Vec::new();
-    for team in ["Assen", "Emmen"] {
-        store.add_team(team).await.unwrap();
-        patients.push(
-            store
-                .add_patient(&NewPatient {
-                    id: Uuid::new_v4(),
-                    team: team.to_owned(),
-                    display_name: format!("Cliënt {team}"),
-                    birth_year: Some(1940),
-                    protocols: vec!["default".to_owned()],
-                })
-                .await
-                .unwrap(),
-        );
-    }
+    let patients = [
+        add_test_patient(store, "Assen", "Cliënt Assen").await,
+        add_test_patient(store, "Emmen", "Cliënt Emmen").await,
+    ];
     let (assen_patient, emmen_patient) = (patients[0], patients[1]);
     let assen_team = store
         .list_teams()
@@ -228,23 +212,12 @@ async fn every_caller_reaches_exactly_what_its_role_and_teams_allow() {
         .unwrap()
         .id;
     for (username, role, teams) in [
-        ("anouk", Role::Nurse, vec!["Assen"]),
-        ("carla", Role::Coordinator, vec!["Assen"]),
-        ("beheer", Role::Admin, vec![]),
-        ("noodbeheer", Role::Admin, vec![]),
+        ("anouk", Role::Nurse, &["Assen"][..]),
+        ("carla", Role::Coordinator, &["Assen"][..]),
+        ("beheer", Role::Admin, &[][..]),
+        ("noodbeheer", Role::Admin, &[][..]),
     ] {
-        store
-            .add_user(&NewUser {
-                id: Uuid::new_v4(),
-                username: username.to_owned(),
-                display_name: username.to_owned(),
-                role,
-                password_hash: thuiswacht::auth::password::hash_password(&password(username))
-                    .unwrap(),
-                teams: teams.into_iter().map(str::to_owned).collect(),
-            })
-            .await
-            .unwrap();
+        add_test_user(store, username, role, teams).await;
     }
     let token = |scope: TokenScope| {
         let store = store.clone();

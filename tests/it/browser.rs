@@ -14,16 +14,12 @@ use std::time::Duration;
 
 use thuiswacht::alert_book::{Alert, AlertStatus, Outcome};
 use thuiswacht::domain::DeviceId;
-use thuiswacht::store::{AlertOrder, AlertQuery, NewDevice, NewPatient, NewUser, Role};
+use thuiswacht::store::{AlertOrder, AlertQuery, NewDevice, NewPatient, Role};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-fn password(username: &str) -> String {
-    format!("geheim-{username}-2026")
-}
 
 /// The newest alert of a patient for a rule, in any status.
 async fn alert_by_rule(app: &TestApp, patient: Uuid, rule_key: &str) -> Alert {
@@ -92,18 +88,7 @@ async fn a_nurse_works_the_live_worklist_in_chromium() {
             .unwrap();
     }
     for username in ["anouk", "bram"] {
-        app.store
-            .add_user(&NewUser {
-                id: Uuid::new_v4(),
-                username: username.to_owned(),
-                display_name: username.to_owned(),
-                role: Role::Nurse,
-                password_hash: thuiswacht::auth::password::hash_password(&password(username))
-                    .unwrap(),
-                teams: vec!["Assen".to_owned()],
-            })
-            .await
-            .unwrap();
+        add_test_user(&app.store, username, Role::Nurse, &["Assen"]).await;
     }
     // Three days of normal temperatures (for the chart and the baseline),
     // then SpO2 below 92 twice: a high-priority alert before sign-in.
@@ -152,7 +137,7 @@ async fn a_nurse_works_the_live_worklist_in_chromium() {
         .current_dir(repo_path("tests/browser"))
         .env("THUISWACHT_URL", &app.http)
         .env("THUISWACHT_USER", "anouk")
-        .env("THUISWACHT_PASSWORD", password("anouk"))
+        .env("THUISWACHT_PASSWORD", test_password("anouk"))
         .env("THUISWACHT_PATIENT", patient.to_string())
         .env("SCREENSHOT_DIR", &screenshots)
         .stdin(Stdio::piped())
@@ -192,7 +177,7 @@ async fn a_nurse_works_the_live_worklist_in_chromium() {
                     let session: serde_json::Value = client
                         .post(format!("{}/api/v1/session", app.http))
                         .json(
-                            &serde_json::json!({"username": "bram", "password": password("bram")}),
+                            &serde_json::json!({"username": "bram", "password": test_password("bram")}),
                         )
                         .send()
                         .await

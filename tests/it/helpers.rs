@@ -424,3 +424,48 @@ pub async fn wait_until_ready(http: &str) {
     )
     .await;
 }
+
+/// The password the test users get: `geheim-{username}-2026`.
+pub fn test_password(username: &str) -> String {
+    format!("geheim-{username}-2026")
+}
+
+/// Adds a user with [`test_password`] to the named teams; returns its id.
+pub async fn add_test_user(
+    store: &Arc<dyn Store>,
+    username: &str,
+    role: thuiswacht::store::Role,
+    teams: &[&str],
+) -> Uuid {
+    store
+        .add_user(&thuiswacht::store::NewUser {
+            id: Uuid::new_v4(),
+            username: username.to_owned(),
+            display_name: username.to_owned(),
+            role,
+            password_hash: thuiswacht::auth::password::hash_password(&test_password(username))
+                .expect("hash the test password"),
+            teams: teams.iter().map(|team| (*team).to_owned()).collect(),
+        })
+        .await
+        .expect("add test user")
+}
+
+/// Adds a team (if new) and a patient of it following `default`; returns
+/// the patient's id.
+pub async fn add_test_patient(store: &Arc<dyn Store>, team: &str, display_name: &str) -> Uuid {
+    match store.add_team(team).await {
+        Ok(_) | Err(thuiswacht::store::StoreError::Conflict(_)) => {}
+        Err(error) => panic!("add team {team}: {error}"),
+    }
+    store
+        .add_patient(&NewPatient {
+            id: Uuid::new_v4(),
+            team: team.to_owned(),
+            display_name: display_name.to_owned(),
+            birth_year: Some(1938),
+            protocols: vec!["default".to_owned()],
+        })
+        .await
+        .expect("add test patient")
+}

@@ -8,7 +8,7 @@ use reqwest::{Client, StatusCode};
 use thuiswacht::alert_book::NewAlert;
 use thuiswacht::domain::{DeviceId, Timestamp};
 use thuiswacht::protocols::Priority;
-use thuiswacht::store::{NewDevice, NewPatient, NewRuleOverride, NewUser, Role};
+use thuiswacht::store::{NewDevice, NewPatient, NewRuleOverride, Role};
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
 
@@ -19,10 +19,6 @@ struct World {
     database: TestDatabase,
     assen_patient: Uuid,
     emmen_patient: Uuid,
-}
-
-fn password(username: &str) -> String {
-    format!("geheim-{username}-2026")
 }
 
 async fn world() -> World {
@@ -46,17 +42,7 @@ async fn world() -> World {
                 .unwrap(),
         );
     }
-    app.store
-        .add_user(&NewUser {
-            id: Uuid::new_v4(),
-            username: "anouk".to_owned(),
-            display_name: "Anouk de Vries".to_owned(),
-            role: Role::Nurse,
-            password_hash: thuiswacht::auth::password::hash_password(&password("anouk")).unwrap(),
-            teams: vec!["Assen".to_owned()],
-        })
-        .await
-        .unwrap();
+    add_test_user(&app.store, "anouk", Role::Nurse, &["Assen"]).await;
     World {
         app,
         database,
@@ -74,7 +60,7 @@ async fn signed_in(world: &World) -> Client {
         .unwrap();
     let response = client
         .post(format!("{}/api/v1/session", world.app.http))
-        .json(&serde_json::json!({"username": "anouk", "password": password("anouk")}))
+        .json(&serde_json::json!({"username": "anouk", "password": test_password("anouk")}))
         .send()
         .await
         .unwrap();
