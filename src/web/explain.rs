@@ -15,7 +15,7 @@ use crate::alert_book::{
 };
 use crate::domain::{Metric, Timestamp};
 use crate::protocols::Priority;
-use crate::worklist::{Lang, WorklistAlert};
+use crate::worklist::{capitalised, Lang, WorklistAlert};
 
 /// How moments are shown on these pages.
 #[derive(Clone, Copy)]
@@ -196,45 +196,9 @@ fn number(value: &Value, key: &str) -> Option<f64> {
     value.get(key).and_then(Value::as_f64)
 }
 
-fn decimals(metric: Metric) -> usize {
-    match metric {
-        Metric::BodyTemperature
-        | Metric::SkinTemperature
-        | Metric::BodyWeight
-        | Metric::BloodGlucose => 1,
-        _ => 0,
-    }
-}
-
-/// Renders a value of a metric with its unit.
+/// Renders a value of a metric with its unit (the worklist's own words).
 pub fn value_with_unit(lang: Lang, metric: Metric, value: f64) -> String {
-    let unit = unit_text(metric);
-    let number = lang.number(value, decimals(metric));
-    if unit.is_empty() {
-        number
-    } else {
-        format!("{number} {unit}")
-    }
-}
-
-pub fn unit_text(metric: Metric) -> &'static str {
-    match metric {
-        Metric::HeartRate | Metric::RespiratoryRate => "/min",
-        Metric::Spo2 => "%",
-        Metric::BpSystolic | Metric::BpDiastolic => "mmHg",
-        Metric::BodyTemperature | Metric::SkinTemperature => "°C",
-        Metric::BodyWeight => "kg",
-        Metric::BloodGlucose => "mmol/L",
-        Metric::Steps | Metric::Consciousness | Metric::SupplementalOxygen => "",
-    }
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
+    crate::worklist::value_text(metric, value, lang)
 }
 
 fn news2_parameter_name(lang: Lang, code: &str) -> &'static str {
@@ -370,7 +334,7 @@ fn factor_markup(texts: &Texts, clock: Clock, factor: &Value) -> Option<Markup> 
                 } @else {
                     strong { (texts.own_baseline) }
                 }
-                ": " (value_with_unit(lang, metric, median)) " ± " (lang.number(mad, decimals(metric) + 1))
+                ": " (value_with_unit(lang, metric, median)) " ± " (lang.number(mad, crate::worklist::display_decimals(metric) + 1))
                 @if count > 0 { " (" (fill(texts.from_readings, &[&count.to_string()])) ")" }
             }
         }

@@ -34,7 +34,7 @@ use crate::domain::{DeviceStatus, Metric, Timestamp};
 use crate::protocols::{Protocol, Rule, RuleKind};
 use crate::store::{AlertOrder, AlertQuery, Patient, RuleOverride, StoredReading};
 use crate::validate::DeviceRecord;
-use crate::worklist::{self, Lang, WorklistAlert};
+use crate::worklist::{self, capitalised, Lang, WorklistAlert};
 
 const DAY: i64 = 86_400_000_000;
 /// The periods offered, in days.
@@ -387,14 +387,6 @@ fn measurements(texts: &Texts, clock: Clock, view: &PatientView) -> Markup {
                 }
             }
         }
-    }
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 

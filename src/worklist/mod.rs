@@ -133,13 +133,17 @@ fn number(factor: &Value, key: &str) -> Option<f64> {
     factor.get(key).and_then(Value::as_f64)
 }
 
-/// Renders a value of a metric with its unit.
-fn value_text(metric: Metric, value: f64, lang: Lang) -> String {
-    let decimals = match metric {
+/// Returns the decimals a metric's values are shown with.
+pub fn display_decimals(metric: Metric) -> usize {
+    match metric {
         Metric::BodyTemperature | Metric::SkinTemperature | Metric::BodyWeight => 1,
         Metric::BloodGlucose => 1,
         _ => 0,
-    };
+    }
+}
+
+/// Renders a value of a metric with its unit, as the pages show it too.
+pub fn value_text(metric: Metric, value: f64, lang: Lang) -> String {
     let unit = match metric {
         Metric::HeartRate | Metric::RespiratoryRate => "/min",
         Metric::Spo2 => "%",
@@ -149,7 +153,7 @@ fn value_text(metric: Metric, value: f64, lang: Lang) -> String {
         Metric::BloodGlucose => "mmol/L",
         Metric::Steps | Metric::Consciousness | Metric::SupplementalOxygen => "",
     };
-    let number = lang.number(value, decimals);
+    let number = lang.number(value, display_decimals(metric));
     if unit.is_empty() {
         number
     } else {
@@ -301,7 +305,8 @@ fn news2_parameter(code: &str, lang: Lang) -> &'static str {
     lang.metric(metric)
 }
 
-fn capitalised(text: &str) -> String {
+/// Returns `text` with its first letter upper case.
+pub fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
