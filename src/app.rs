@@ -9,6 +9,7 @@
 //! commits and acknowledges what it holds, and the MQTT connection sends
 //! those acknowledgements before it closes.
 
+use crate::protocols::catalog::Catalog;
 use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 
@@ -55,6 +56,8 @@ pub struct Application {
     broker_url: String,
     mqtt_client: AsyncClient,
     mqtt_eventloop: EventLoop,
+    /// The protocols in force (files and saved versions).
+    protocols: Arc<Catalog>,
     /// The triage stage with its rebuilt engine, when triage is on.
     triage: Option<(TriageStage, TriageEngine, HashSet<Uuid>)>,
 }
@@ -85,12 +88,17 @@ impl Application {
         let options = mqtt_options(&settings, &broker_url).context("invalid mqtt settings")?;
         let (mqtt_client, mqtt_eventloop) =
             AsyncClient::new(options, crate::ingest::mqtt::REQUEST_CHANNEL_CAPACITY);
+        let protocols = Arc::new(
+            Catalog::load(&settings.alerts_dir).context("failed to load alert protocols")?,
+        );
+        protocols
+            .refresh(store.as_ref())
+            .await
+            .context("failed to read the saved protocol versions")?;
         let triage = if settings.triage_enabled {
-            let protocols = crate::protocols::load_dir(&settings.alerts_dir)
-                .context("failed to load alert protocols")?;
             let stage = TriageStage {
                 store: store.clone(),
-                protocols: Arc::new(protocols),
+                protocols: protocols.clone(),
                 reraise_after: std::time::Duration::from_secs(
                     settings.reraise_after_minutes.saturating_mul(60),
                 ),
@@ -115,6 +123,7 @@ impl Application {
             broker_url,
             mqtt_client,
             mqtt_eventloop,
+            protocols,
             triage,
         })
     }
@@ -160,6 +169,7 @@ impl Application {
             broker_url: _,
             mqtt_client,
             mqtt_eventloop,
+            protocols,
             triage,
         } = self;
         let tracker = TaskTracker::new();
@@ -221,7 +231,12 @@ impl Application {
             stored_tx: api_stored_tx,
             login_throttle: Arc::new(crate::auth::LoginThrottle::from_settings(&settings)),
             shutdown: shutdown.clone(),
+            protocols: protocols.clone(),
         };
+        tracker.spawn(reload_protocols_on_hangup(
+            protocols.clone(),
+            shutdown.clone(),
+        ));
         let router = api::app(state);
         let http_task = {
             let shutdown = shutdown.clone();
@@ -272,6 +287,50 @@ impl Application {
 }
 
 /// Returns a token that fires on Ctrl-C or SIGTERM.
+/// Reloads the protocol files on `SIGHUP` until `shutdown`; an invalid
+/// file is refused and logged, and the rules in force stay.
+async fn reload_protocols_on_hangup(protocols: Arc<Catalog>, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(error = %error, "no SIGHUP handler; protocol files reload only by restart");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hangups.recv() => log_reload(&protocols.reload(crate::domain::Timestamp::now())),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (protocols, shutdown);
+    }
+}
+
+/// Logs what a reload of the protocol files did.
+pub fn log_reload(
+    result: &Result<crate::protocols::catalog::ReloadReport, crate::protocols::ProtocolError>,
+) {
+    match result {
+        Ok(report) => tracing::info!(
+            applied = ?report.applied,
+            overridden_by_saved_versions = ?report.overridden,
+            unchanged = report.unchanged.len(),
+            "protocol files reloaded"
+        ),
+        Err(error) => {
+            tracing::error!(error = %error, "protocol files refused; the rules in force stay")
+        }
+    }
+}
+
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();

@@ -27,7 +27,7 @@
 //! first. Nothing is held in memory that the store does not also have.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,7 @@ use uuid::Uuid;
 use super::{Alert, AutoResolution, NewAlert};
 use crate::domain::{DeviceId, Metric, Timestamp};
 use crate::profiles::Profiles;
+use crate::protocols::catalog::Catalog;
 use crate::protocols::{Protocol, Rule};
 use crate::store::RuleOverride;
 use crate::store::{Patient, Store, StoreError};
@@ -69,7 +70,7 @@ pub struct SweepReport {
 /// The sweeper; see the module docs.
 pub struct MissedMeasurementSweeper {
     store: Arc<dyn Store>,
-    protocols: Arc<BTreeMap<String, Protocol>>,
+    protocols: Arc<Catalog>,
     profiles: Arc<Profiles>,
     time_zone: Tz,
     /// (patient, rule key) → the local day whose check is settled
@@ -80,7 +81,7 @@ pub struct MissedMeasurementSweeper {
 impl MissedMeasurementSweeper {
     pub fn new(
         store: Arc<dyn Store>,
-        protocols: Arc<BTreeMap<String, Protocol>>,
+        protocols: Arc<Catalog>,
         profiles: Arc<Profiles>,
         time_zone: Tz,
     ) -> Self {
@@ -149,7 +150,7 @@ impl MissedMeasurementSweeper {
                 personal.insert((version.patient_id, version.rule_key.clone()), version);
             }
         }
-        let protocols = self.protocols.clone();
+        let protocols = self.protocols.current();
         for patient in &patients {
             let devices = devices_of.get(&patient.id).map_or(&[][..], Vec::as_slice);
             for protocol_id in &patient.protocols {
@@ -186,6 +187,7 @@ impl MissedMeasurementSweeper {
     fn has_schedule(&self, patient: &Patient) -> bool {
         patient.protocols.iter().any(|id| {
             self.protocols
+                .current()
                 .get(id)
                 .is_some_and(|protocol| protocol.rules.iter().any(|r| Schedule::of(r).is_some()))
         })

@@ -58,6 +58,7 @@ use uuid::Uuid;
 use super::technical::TechnicalRecorder;
 use super::{AlertStatus, NewAlert};
 use crate::domain::{Metric, Timestamp};
+use crate::protocols::catalog::Catalog;
 use crate::protocols::{Priority, Protocol, RuleKind};
 use crate::store::writer::StoredBatch;
 use crate::store::{SeriesTail, Store, StoreError};
@@ -131,7 +132,8 @@ impl ResponseTargets {
 /// The stage.
 pub struct TriageStage {
     pub store: Arc<dyn Store>,
-    pub protocols: Arc<BTreeMap<String, Protocol>>,
+    /// The protocols in force, files and saved versions.
+    pub protocols: Arc<Catalog>,
     /// After a nurse resolves an alert while its condition still holds, the
     /// condition opens a new alert only once this much time has passed.
     pub reraise_after: Duration,
@@ -164,12 +166,14 @@ impl TriageStage {
         now: Timestamp,
     ) -> Result<(TriageEngine, HashSet<Uuid>, RebuildReport), StoreError> {
         let started = Instant::now();
-        let mut engine = TriageEngine::new((*self.protocols).clone());
+        let mut engine = TriageEngine::new(BTreeMap::new());
+        apply_protocols(&mut engine, &self.protocols);
         let registered = self.register_all(&mut engine).await?;
         // Personal settings first, so that the replay uses the version that
         // applied at each reading's event time.
         self.load_personal_settings(&mut engine, 0).await?;
-        let since = now.plus_micros(-rebuild_lookback_hours(&self.protocols) * MICROS_PER_HOUR);
+        let since =
+            now.plus_micros(-rebuild_lookback_hours(&self.protocols.current()) * MICROS_PER_HOUR);
 
         let mut history = PatientHistories::default();
         let mut readings_read = 0;
@@ -311,6 +315,8 @@ impl TriageStage {
         let mut personal_checked: Option<Instant> = None;
         let mut targets = ResponseTargets::default();
         let mut technical = TechnicalRecorder::new(self.store.clone(), self.protocols.clone());
+        let mut protocol_changes = self.protocols.subscribe();
+        protocol_changes.mark_unchanged();
         while let Some(batch) = stored_rx.recv().await {
             // Patients registered since the last look are picked up here.
             if batch
@@ -335,10 +341,20 @@ impl TriageStage {
                     }
                     Err(error) => tracing::warn!(error = %error, "personal settings unavailable"),
                 }
+                if let Err(error) = self.protocols.refresh(self.store.as_ref()).await {
+                    tracing::warn!(error = %error, "protocol versions unavailable");
+                }
                 match ResponseTargets::load(self.store.as_ref()).await {
                     Ok(loaded) => targets = loaded,
                     Err(error) => tracing::warn!(error = %error, "response targets unavailable"),
                 }
+            }
+            // Protocol versions saved or files reloaded: each applies to
+            // readings from its time on.
+            if protocol_changes.has_changed().unwrap_or(false) {
+                protocol_changes.mark_unchanged();
+                apply_protocols(&mut engine, &self.protocols);
+                tracing::info!("protocol versions applied");
             }
             for (reading, is_new) in batch.readings.iter().zip(&batch.is_new) {
                 if *is_new {
@@ -400,7 +416,7 @@ impl TriageStage {
         let response_minutes = targets.minutes(
             finding.patient_id,
             finding.priority,
-            self.protocols.get(protocol_id),
+            self.protocols.current().get(protocol_id),
         );
         let alert = NewAlert {
             patient_id: finding.patient_id,
@@ -464,6 +480,17 @@ pub struct RebuildReport {
     pub read_seconds: f64,
     /// Sorting and replaying it.
     pub replay_seconds: f64,
+}
+
+/// Gives the engine every version of every protocol of `catalog`.
+pub fn apply_protocols(engine: &mut TriageEngine, catalog: &Catalog) {
+    for (id, chain) in catalog.chains() {
+        let versions: Vec<(Timestamp, &Protocol)> = chain
+            .iter()
+            .map(|(from, protocol)| (*from, protocol))
+            .collect();
+        engine.set_protocol_versions(&id, &versions);
+    }
 }
 
 /// Returns how many hours before a reading the rules of `protocols` can

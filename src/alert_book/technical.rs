@@ -24,14 +24,15 @@
 //! A store failure here is logged and the finding dropped: the device's next
 //! status (heartbeats are minutes to hours apart) raises it again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 use super::{AutoResolution, NewAlert};
 use crate::domain::{DeviceId, StatusReport, Timestamp};
-use crate::protocols::{Protocol, TechnicalSignal};
+use crate::protocols::catalog::Catalog;
+use crate::protocols::TechnicalSignal;
 use crate::store::writer::ImplausibleReading;
 use crate::store::{Store, StoreError};
 use crate::triage::technical::{
@@ -47,7 +48,7 @@ pub fn technical_rule_key(signal: TechnicalSignal, device_id: &DeviceId) -> Stri
 /// Records technical findings; owned by the triage stage's task.
 pub struct TechnicalRecorder {
     store: Arc<dyn Store>,
-    protocols: Arc<BTreeMap<String, Protocol>>,
+    protocols: Arc<Catalog>,
     /// Each patient's protocol ids, read again when an unknown patient appears.
     patient_protocols: HashMap<Uuid, Vec<String>>,
     /// Devices known to have no open battery alert, so that the many good
@@ -56,7 +57,7 @@ pub struct TechnicalRecorder {
 }
 
 impl TechnicalRecorder {
-    pub fn new(store: Arc<dyn Store>, protocols: Arc<BTreeMap<String, Protocol>>) -> Self {
+    pub fn new(store: Arc<dyn Store>, protocols: Arc<Catalog>) -> Self {
         TechnicalRecorder {
             store,
             protocols,
@@ -194,6 +195,7 @@ impl TechnicalRecorder {
                 NtsLevel::for_priority(policy.priority),
                 urgency::score(policy.priority, urgency::Evidence::default(), 0.0),
                 self.protocols
+                    .current()
                     .get(protocol_id)
                     .and_then(|protocol| protocol.response_targets.get(&policy.priority))
                     .map_or(TECHNICAL_RESPONSE_MINUTES, |minutes| i64::from(*minutes)),
@@ -242,13 +244,11 @@ impl TechnicalRecorder {
             .get(&patient_id)
             .map(Vec::as_slice)
             .unwrap_or_default();
+        let protocols = self.protocols.current();
         SignalPolicy::for_signal(
             signal,
-            ids.iter().filter_map(|id| {
-                self.protocols
-                    .get(id)
-                    .map(|protocol| (id.as_str(), protocol))
-            }),
+            ids.iter()
+                .filter_map(|id| protocols.get(id).map(|protocol| (id.as_str(), protocol))),
         )
     }
 }

@@ -54,6 +54,8 @@ pub struct AppState {
     /// Fires at shutdown: long-lived responses (the worklist stream) end on
     /// it, so that a graceful shutdown does not wait for browsers to leave.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The protocols in force: files in `alerts/` and saved versions.
+    pub protocols: Arc<crate::protocols::catalog::Catalog>,
 }
 
 /// Requests that take longer than this are answered 408, so open requests

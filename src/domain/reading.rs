@@ -29,6 +29,9 @@ use super::{Metric, Unit};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// Before every instant: "in force from the beginning".
+    pub const MIN: Timestamp = Timestamp(i64::MIN);
+
     /// Returns the timestamp of a chrono instant, truncated to microseconds.
     pub fn from_datetime(instant: DateTime<Utc>) -> Timestamp {
         Timestamp(instant.timestamp_micros())

@@ -29,7 +29,7 @@
 //!   table's pages are mostly in the OS cache, as on a server that just
 //!   restarted the service, not the machine).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ use uuid::Uuid;
 use super::{create_database, drop_database, own_peak_rss_mib, own_rss_mib, reset_own_peak_rss};
 use crate::alert_book::stage::TriageStage;
 use crate::domain::{Metric, Timestamp};
-use crate::protocols::{load_dir, Protocol};
+use crate::protocols::load_dir;
 use crate::simulate::{register, Population};
 use crate::store::{PgStore, Store};
 use crate::triage::TriageEngine;
@@ -167,10 +167,11 @@ impl RebuildLoadReport {
 pub async fn run(args: RebuildArgs) -> anyhow::Result<RebuildLoadReport> {
     crate::app::install_crypto_provider();
     anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
-    let protocols =
-        Arc::new(load_dir(&args.alerts_dir).with_context(|| {
+    let protocols = Arc::new(crate::protocols::catalog::Catalog::fixed(
+        load_dir(&args.alerts_dir).with_context(|| {
             format!("cannot load the protocols in {}", args.alerts_dir.display())
-        })?);
+        })?,
+    ));
     let name = args
         .reuse
         .clone()
@@ -196,7 +197,7 @@ async fn measure(
     args: &RebuildArgs,
     name: &str,
     url: &str,
-    protocols: Arc<BTreeMap<String, Protocol>>,
+    protocols: Arc<crate::protocols::catalog::Catalog>,
 ) -> anyhow::Result<RebuildLoadReport> {
     let pool = PgPool::connect(url)
         .await

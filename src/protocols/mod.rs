@@ -5,6 +5,9 @@
 //! This module parses and validates protocol files (`thuiswacht check`); the
 //! triage engine evaluates them.
 
+pub mod catalog;
+pub mod diff;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -56,7 +59,7 @@ const fn default_news2_scale() -> u8 {
 }
 
 /// One rule of a protocol.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Unique within the protocol; alerts are deduplicated per patient and rule.
@@ -115,7 +118,7 @@ const fn default_repeat() -> u32 {
 }
 
 /// The kinds of rule the triage engine knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleKind {
     Threshold,
@@ -133,7 +136,7 @@ pub enum RuleKind {
 /// a signal, its alerts rank below every clinical alert (low priority, a
 /// technical score); a rule gives the signal the rule's priority instead,
 /// and for `battery_low` its own threshold (`below`, `recover_at`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TechnicalSignal {
     /// The device's battery is below `below` percent.

@@ -217,6 +217,36 @@ pub struct RuleOverride {
     pub created_at: Timestamp,
 }
 
+/// A protocol version to store: the next version of `protocol_id`, if the
+/// newest stored version is still `base_version` (0: none, the file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewProtocolVersion {
+    pub protocol_id: String,
+    pub definition: crate::protocols::Protocol,
+    pub base_version: i32,
+    pub valid_from: Timestamp,
+    pub author: String,
+    pub reason: String,
+    /// The version this one restores, if it does.
+    pub restored_from: Option<i32>,
+}
+
+/// One stored protocol version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProtocolVersion {
+    /// Increases with every version stored, over all protocols.
+    pub id: i64,
+    pub protocol_id: String,
+    /// 1, 2, … per protocol (0 is the file).
+    pub version: i32,
+    pub definition: crate::protocols::Protocol,
+    pub valid_from: Timestamp,
+    pub author: String,
+    pub reason: String,
+    pub restored_from: Option<i32>,
+    pub created_at: Timestamp,
+}
+
 /// Nurse-entered observations of one patient at one moment; the values are
 /// stored as readings of the device [`observation_device`]`(patient_id)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -385,6 +415,20 @@ pub trait Store: Send + Sync + 'static {
         &self,
         patient_id: Uuid,
     ) -> Result<Vec<RuleOverride>, StoreError>;
+
+    /// Stores the next version of a protocol. Fails with
+    /// [`StoreError::Conflict`] when another version was stored after
+    /// `base_version` (someone else saved first).
+    async fn add_protocol_version(
+        &self,
+        version: &NewProtocolVersion,
+    ) -> Result<ProtocolVersion, StoreError>;
+
+    /// Returns every protocol version stored after `after_id`, oldest first.
+    async fn protocol_versions_after(
+        &self,
+        after_id: i64,
+    ) -> Result<Vec<ProtocolVersion>, StoreError>;
 
     /// Stores an observation and its readings in one transaction; returns,
     /// per reading, whether it was new (an observation posted twice stores

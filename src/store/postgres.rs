@@ -15,10 +15,10 @@ use uuid::Uuid;
 use super::{
     alert_from_parts, on_constraint, raw_preview, ActiveSession, AlertChange, AlertListItem,
     AlertOrder, AlertPage, AlertQuery, AuditRecord, BreakGlass, NewAuditRecord, NewBreakGlass,
-    NewDevice, NewObservation, NewPatient, NewRuleOverride, NewSession, NewUser, Patient,
-    QuarantineEntry, QuarantineRecord, RuleOverride, SeriesTail, Store, StoreError, StoredReading,
-    Team, TeamResponseTarget, TeamScope, TokenRecord, TokenScope, User, UserCredentials,
-    ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
+    NewDevice, NewObservation, NewPatient, NewProtocolVersion, NewRuleOverride, NewSession,
+    NewUser, Patient, ProtocolVersion, QuarantineEntry, QuarantineRecord, RuleOverride, SeriesTail,
+    Store, StoreError, StoredReading, Team, TeamResponseTarget, TeamScope, TokenRecord, TokenScope,
+    User, UserCredentials, ALERT_CHANGES_CAPACITY, ALERT_COLUMNS, RAISE_ALERT_SQL, URGENCY_ORDER,
 };
 use crate::alert_book::{nts_code, priority_code, Alert, AlertEvent, AlertStatus, NewAlert};
 use crate::domain::{
@@ -720,6 +720,54 @@ impl Store for PgStore {
         rows.iter().map(rule_override_from_row).collect()
     }
 
+    async fn add_protocol_version(
+        &self,
+        version: &NewProtocolVersion,
+    ) -> Result<ProtocolVersion, StoreError> {
+        let definition = serde_json::to_value(&version.definition)
+            .map_err(|error| StoreError::Rejected(sqlx::Error::Decode(error.into())))?;
+        // The next number only if the newest is still the base: a save based
+        // on an older version inserts nothing; a concurrent save of the same
+        // base loses on the unique key.
+        let row = sqlx::query(&format!(
+            "insert into protocol_versions
+                 (protocol_id, version, definition, valid_from, author, reason, restored_from)
+             select $1, $2 + 1, $3, $4, $5, $6, $7
+             where coalesce((select max(version) from protocol_versions where protocol_id = $1), 0) = $2
+             returning {PROTOCOL_VERSION_COLUMNS}"
+        ))
+        .bind(&version.protocol_id)
+        .bind(version.base_version)
+        .bind(&definition)
+        .bind(to_datetime(version.valid_from))
+        .bind(&version.author)
+        .bind(&version.reason)
+        .bind(version.restored_from)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| on_constraint(error, "a newer version"))?;
+        match row {
+            Some(row) => protocol_version_from_row(&row),
+            None => Err(StoreError::Conflict(format!(
+                "a version of {} newer than {}",
+                version.protocol_id, version.base_version
+            ))),
+        }
+    }
+
+    async fn protocol_versions_after(
+        &self,
+        after_id: i64,
+    ) -> Result<Vec<ProtocolVersion>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {PROTOCOL_VERSION_COLUMNS} from protocol_versions where id > $1 order by id"
+        ))
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(protocol_version_from_row).collect()
+    }
+
     async fn commit_observation(
         &self,
         observation: &NewObservation,
@@ -1202,6 +1250,25 @@ fn rule_override_from_row(row: &sqlx::postgres::PgRow) -> Result<RuleOverride, S
         author: row.get(7),
         reason: row.get(8),
         created_at: from_datetime(row.get(9)),
+    })
+}
+
+const PROTOCOL_VERSION_COLUMNS: &str =
+    "id, protocol_id, version, definition, valid_from, author, reason, restored_from, created_at";
+
+fn protocol_version_from_row(row: &sqlx::postgres::PgRow) -> Result<ProtocolVersion, StoreError> {
+    let definition: serde_json::Value = row.get(3);
+    Ok(ProtocolVersion {
+        id: row.get(0),
+        protocol_id: row.get(1),
+        version: row.get(2),
+        definition: serde_json::from_value(definition)
+            .map_err(|error| StoreError::Rejected(sqlx::Error::Decode(error.into())))?,
+        valid_from: from_datetime(row.get(4)),
+        author: row.get(5),
+        reason: row.get(6),
+        restored_from: row.get(7),
+        created_at: from_datetime(row.get(8)),
     })
 }
 

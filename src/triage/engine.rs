@@ -136,28 +136,132 @@ type PatientTable = HashMap<Uuid, PatientState, BuildHasherDefault<PatientIdHash
 /// Protocols plus per-patient state; see the module docs.
 #[derive(Debug, Clone)]
 pub struct TriageEngine {
-    protocols: Vec<(String, Protocol)>,
-    /// `"{protocol_id}/{rule_id}"` of every protocol rule, by protocol and
-    /// rule index, formatted once rather than per finding.
-    scoped_ids: Vec<Vec<String>>,
-    /// For every protocol rule (same indices), a bit per metric
-    /// ([`metric_index`]) whose readings it reads; personal settings change
-    /// thresholds, never the metric or the kind, so this holds for them too.
-    rule_metrics: Vec<Vec<u32>>,
+    protocols: Vec<LoadedProtocol>,
     patients: PatientTable,
     /// Personal settings, indexed by [`PatientRule::personal`]: the versions
     /// of one patient's settings for one rule, oldest first.
     personal: Vec<Vec<PersonalVersion>>,
 }
 
+/// One protocol with every version the engine knows of it.
+///
+/// A rule is a *slot*: the same rule id in every version. Slots are only
+/// ever appended (a rule first seen in a newer version gets a new slot), so
+/// a patient's [`PatientRule`] indices stay valid when versions change.
+#[derive(Debug, Clone)]
+struct LoadedProtocol {
+    id: String,
+    /// When each version took effect, oldest first. A reading is evaluated
+    /// with the version in force at its event time; readings before the
+    /// first version use the first.
+    starts: Vec<Timestamp>,
+    /// Whether the newest version prescribes NEWS2 SpO2 scale 2.
+    spo2_scale_two: bool,
+    slots: Vec<RuleSlot>,
+}
+
+#[derive(Debug, Clone)]
+struct RuleSlot {
+    /// `"{protocol_id}/{rule_id}"`, formatted once rather than per finding.
+    scoped_id: String,
+    /// A bit per metric ([`metric_index`]) whose readings the rule reads in
+    /// any version; personal settings change thresholds, never the metric
+    /// or the kind, so this holds for them too.
+    metrics: u32,
+    kind: RuleKind,
+    /// The rule in each version (indices as [`LoadedProtocol::starts`]);
+    /// `None` where a version does not have it.
+    rules: Vec<Option<Rule>>,
+}
+
+impl LoadedProtocol {
+    fn new(id: String, versions: &[(Timestamp, &Protocol)]) -> LoadedProtocol {
+        let mut loaded = LoadedProtocol {
+            id,
+            starts: Vec::new(),
+            spo2_scale_two: false,
+            slots: Vec::new(),
+        };
+        loaded.set_versions(versions);
+        loaded
+    }
+
+    /// Replaces the versions, keeping every existing slot at its index.
+    fn set_versions(&mut self, versions: &[(Timestamp, &Protocol)]) {
+        assert!(!versions.is_empty(), "a protocol has a version");
+        self.starts = versions.iter().map(|(start, _)| *start).collect();
+        self.spo2_scale_two = versions.last().is_some_and(|(_, p)| p.news2_scale == 2);
+        for slot in &mut self.slots {
+            slot.rules.clear();
+        }
+        for (version, (_, protocol)) in versions.iter().enumerate() {
+            for rule in &protocol.rules {
+                let index = match self
+                    .slots
+                    .iter()
+                    .position(|slot| slot.scoped_id[self.id.len() + 1..] == rule.id)
+                {
+                    Some(index) => index,
+                    None => {
+                        self.slots.push(RuleSlot {
+                            scoped_id: format!("{}/{}", self.id, rule.id),
+                            metrics: 0,
+                            kind: rule.kind,
+                            rules: Vec::new(),
+                        });
+                        self.slots.len() - 1
+                    }
+                };
+                let slot = &mut self.slots[index];
+                slot.rules.resize(version, None);
+                slot.metrics |= Metric::ALL
+                    .into_iter()
+                    .filter(|metric| rules::concerns(rule, *metric))
+                    .fold(0, |mask, metric| mask | 1 << metric_index(metric));
+                slot.rules.push(Some(rule.clone()));
+            }
+        }
+        for slot in &mut self.slots {
+            slot.rules.resize(versions.len(), None);
+        }
+    }
+
+    /// Returns the index of the version in force at `ts`.
+    fn version_at(&self, ts: Timestamp) -> usize {
+        if self.starts.len() == 1 {
+            0
+        } else {
+            self.starts
+                .partition_point(|start| *start <= ts)
+                .saturating_sub(1)
+        }
+    }
+}
+
 /// One version of a patient's settings for one rule, resolved against the
-/// protocol rule.
+/// protocol rule of every protocol version.
 #[derive(Debug, Clone, PartialEq)]
 struct PersonalVersion {
     valid_from: Timestamp,
     valid_until: Option<Timestamp>,
-    /// `None` when the version switches the rule off for the patient.
-    rule: Option<Rule>,
+    settings: RuleSettings,
+    /// Per protocol version: `None` when the version switches the rule off
+    /// for the patient, or the protocol version does not have the rule.
+    rules: Vec<Option<Rule>>,
+}
+
+impl PersonalVersion {
+    fn resolve(&mut self, slot: &RuleSlot) {
+        self.rules = slot
+            .rules
+            .iter()
+            .map(|rule| {
+                rule.as_ref()
+                    .filter(|_| self.settings.enabled)
+                    .map(|rule| rule.with_settings(&self.settings))
+            })
+            .collect();
+    }
 }
 
 /// One version of a patient's personal settings for one rule, as stored
@@ -171,67 +275,105 @@ pub struct PersonalSettings<'a> {
     pub valid_until: Option<Timestamp>,
 }
 
-/// Returns whether `rule_key` is `"{protocol_id}/{rule_id}"`.
-fn scoped_matches(rule_key: &str, protocol_id: &str, rule_id: &str) -> bool {
-    rule_key.len() == protocol_id.len() + 1 + rule_id.len()
-        && rule_key.starts_with(protocol_id)
-        && rule_key.as_bytes()[protocol_id.len()] == b'/'
-        && rule_key.ends_with(rule_id)
-}
-
-/// Which rule applies to a reading at `ts`: the newest personal version
-/// valid at `ts`, else the protocol's rule. `None`: switched off.
+/// Which rule applies to a reading at `ts` under protocol version
+/// `version`: the newest personal version valid at `ts`, else the
+/// protocol's rule. `None`: switched off, or not in that protocol version.
 fn applicable<'a>(
-    protocol_rule: &'a Rule,
-    versions: Option<&'a [PersonalVersion]>,
+    slot: &'a RuleSlot,
+    version: usize,
+    personal: Option<&'a [PersonalVersion]>,
     ts: Timestamp,
 ) -> Option<&'a Rule> {
-    let Some(versions) = versions else {
+    let protocol_rule = slot.rules[version].as_ref()?;
+    let Some(versions) = personal else {
         return Some(protocol_rule);
     };
-    match versions.iter().rev().find(|version| {
-        version.valid_from <= ts && version.valid_until.is_none_or(|until| ts < until)
+    match versions.iter().rev().find(|personal| {
+        personal.valid_from <= ts && personal.valid_until.is_none_or(|until| ts < until)
     }) {
-        Some(version) => version.rule.as_ref(),
+        Some(personal) => personal.rules[version].as_ref(),
         None => Some(protocol_rule),
     }
 }
 
 impl TriageEngine {
-    /// Returns an engine for the protocols `protocols::load_dir` returned.
+    /// Returns an engine for the protocols `protocols::load_dir` returned,
+    /// each in force from the beginning of time.
     pub fn new(protocols: BTreeMap<String, Protocol>) -> TriageEngine {
-        let protocols: Vec<(String, Protocol)> = protocols.into_iter().collect();
-        let scoped_ids = protocols
-            .iter()
-            .map(|(protocol_id, protocol)| {
-                protocol
-                    .rules
-                    .iter()
-                    .map(|rule| format!("{protocol_id}/{}", rule.id))
-                    .collect()
-            })
-            .collect();
-        let rule_metrics = protocols
-            .iter()
-            .map(|(_, protocol)| {
-                protocol
-                    .rules
-                    .iter()
-                    .map(|rule| {
-                        Metric::ALL
-                            .into_iter()
-                            .filter(|metric| rules::concerns(rule, *metric))
-                            .fold(0, |mask, metric| mask | 1 << metric_index(metric))
-                    })
-                    .collect()
-            })
-            .collect();
         TriageEngine {
-            protocols,
-            scoped_ids,
-            rule_metrics,
+            protocols: protocols
+                .into_iter()
+                .map(|(id, protocol)| LoadedProtocol::new(id, &[(Timestamp::MIN, &protocol)]))
+                .collect(),
             patients: PatientTable::default(),
             personal: Vec::new(),
+        }
+    }
+
+    /// Replaces the versions of protocol `protocol_id` (oldest first, each
+    /// with the time from which it applies), or adds the protocol. Every
+    /// patient keeps their history and the state of every rule; rules new
+    /// in these versions start fresh for the patients who follow the
+    /// protocol. Readings are evaluated with the version in force at their
+    /// event time, so a change applies to readings after it and never
+    /// rewrites earlier evaluations.
+    ///
+    /// # Panics
+    /// When `versions` is empty.
+    pub fn set_protocol_versions(
+        &mut self,
+        protocol_id: &str,
+        versions: &[(Timestamp, &Protocol)],
+    ) {
+        let index = match self.protocols.iter().position(|p| p.id == protocol_id) {
+            Some(index) => {
+                self.protocols[index].set_versions(versions);
+                index
+            }
+            None => {
+                self.protocols
+                    .push(LoadedProtocol::new(protocol_id.to_owned(), versions));
+                return;
+            }
+        };
+        let protocol = &self.protocols[index];
+        let supported: Vec<usize> = (0..protocol.slots.len())
+            .filter(|slot| rules::is_supported(protocol.slots[*slot].kind))
+            .collect();
+        for patient in self.patients.values_mut() {
+            if !patient.rules.iter().any(|rule| rule.protocol == index) {
+                continue;
+            }
+            for slot in &supported {
+                if !patient
+                    .rules
+                    .iter()
+                    .any(|rule| rule.protocol == index && rule.rule == *slot)
+                {
+                    patient.rules.push(PatientRule {
+                        protocol: index,
+                        rule: *slot,
+                        personal: NO_PERSONAL,
+                        state: Default::default(),
+                    });
+                }
+            }
+            for patient_rule in &patient.rules {
+                if patient_rule.protocol == index && patient_rule.personal != NO_PERSONAL {
+                    for version in &mut self.personal[patient_rule.personal as usize] {
+                        version.resolve(&protocol.slots[patient_rule.rule]);
+                    }
+                }
+            }
+            let protocols = &self.protocols;
+            patient.spo2_scale_two = patient
+                .rules
+                .iter()
+                .any(|rule| protocols[rule.protocol].spo2_scale_two);
+            patient.wants_anomaly = patient
+                .rules
+                .iter()
+                .any(|rule| protocols[rule.protocol].slots[rule.rule].kind == RuleKind::Anomaly);
         }
     }
 
@@ -248,14 +390,14 @@ impl TriageEngine {
         let mut rules = Vec::new();
         let mut spo2_scale_two = false;
         for protocol_id in protocol_ids {
-            let Some(protocol_index) = self.protocols.iter().position(|(id, _)| id == protocol_id)
+            let Some(protocol_index) = self.protocols.iter().position(|p| p.id == *protocol_id)
             else {
                 return Err(TriageError::UnknownProtocol(protocol_id.clone()));
             };
-            let protocol = &self.protocols[protocol_index].1;
-            spo2_scale_two |= protocol.news2_scale == 2;
-            for (rule_index, rule) in protocol.rules.iter().enumerate() {
-                if rules::is_supported(rule.kind) {
+            let protocol = &self.protocols[protocol_index];
+            spo2_scale_two |= protocol.spo2_scale_two;
+            for (rule_index, slot) in protocol.slots.iter().enumerate() {
+                if rules::is_supported(slot.kind) {
                     rules.push(PatientRule {
                         protocol: protocol_index,
                         rule: rule_index,
@@ -267,8 +409,7 @@ impl TriageEngine {
         }
         rules.shrink_to_fit();
         let wants_anomaly = rules.iter().any(|patient_rule| {
-            self.protocols[patient_rule.protocol].1.rules[patient_rule.rule].kind
-                == RuleKind::Anomaly
+            self.protocols[patient_rule.protocol].slots[patient_rule.rule].kind == RuleKind::Anomaly
         });
         let mut state = PatientState::new(rules, spo2_scale_two);
         state.wants_anomaly = wants_anomaly;
@@ -291,30 +432,27 @@ impl TriageEngine {
         let mut unmatched: Vec<String> = Vec::new();
         for version in versions {
             let followed = patient.rules.iter().any(|patient_rule| {
-                let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
-                scoped_matches(
-                    version.rule_key,
-                    protocol_id,
-                    &protocol.rules[patient_rule.rule].id,
-                )
+                self.protocols[patient_rule.protocol].slots[patient_rule.rule].scoped_id
+                    == version.rule_key
             });
             if !followed && !unmatched.iter().any(|key| key == version.rule_key) {
                 unmatched.push(version.rule_key.to_owned());
             }
         }
         for patient_rule in &mut patient.rules {
-            let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
-            let protocol_rule = &protocol.rules[patient_rule.rule];
+            let slot = &self.protocols[patient_rule.protocol].slots[patient_rule.rule];
             let resolved: Vec<PersonalVersion> = versions
                 .iter()
-                .filter(|version| scoped_matches(version.rule_key, protocol_id, &protocol_rule.id))
-                .map(|version| PersonalVersion {
-                    valid_from: version.valid_from,
-                    valid_until: version.valid_until,
-                    rule: version
-                        .settings
-                        .enabled
-                        .then(|| protocol_rule.with_settings(version.settings)),
+                .filter(|version| version.rule_key == slot.scoped_id)
+                .map(|version| {
+                    let mut personal = PersonalVersion {
+                        valid_from: version.valid_from,
+                        valid_until: version.valid_until,
+                        settings: version.settings.clone(),
+                        rules: Vec::new(),
+                    };
+                    personal.resolve(slot);
+                    personal
                 })
                 .collect();
             match (patient_rule.personal, resolved.is_empty()) {
@@ -341,13 +479,14 @@ impl TriageEngine {
     ) -> Option<&Rule> {
         let patient = self.patients.get(patient_id)?;
         patient.rules.iter().find_map(|patient_rule| {
-            let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
-            let protocol_rule = &protocol.rules[patient_rule.rule];
-            if !scoped_matches(rule_key, protocol_id, &protocol_rule.id) {
+            let protocol = &self.protocols[patient_rule.protocol];
+            let slot = &protocol.slots[patient_rule.rule];
+            if slot.scoped_id != rule_key {
                 return None;
             }
             applicable(
-                protocol_rule,
+                slot,
+                protocol.version_at(ts),
                 self.personal_versions(patient_rule.personal),
                 ts,
             )
@@ -432,27 +571,22 @@ impl TriageEngine {
             let patient_rule = &patient.rules[index];
             // Most rules read one metric: skip the others without touching
             // their state (a wearable's minute-by-minute steps concern none).
-            if self.rule_metrics[patient_rule.protocol][patient_rule.rule] & metric_bit == 0 {
+            let protocol = &self.protocols[patient_rule.protocol];
+            let slot = &protocol.slots[patient_rule.rule];
+            if slot.metrics & metric_bit == 0 {
                 continue;
             }
-            let protocol_rule = &self.protocols[patient_rule.protocol].1.rules[patient_rule.rule];
-            let rule = if patient_rule.personal == NO_PERSONAL {
-                protocol_rule
-            } else {
-                match applicable(
-                    protocol_rule,
-                    Some(&self.personal[patient_rule.personal as usize]),
-                    ts,
-                ) {
-                    Some(rule) => rule,
-                    None => continue,
-                }
+            let version = protocol.version_at(ts);
+            let personal = (patient_rule.personal != NO_PERSONAL)
+                .then(|| self.personal[patient_rule.personal as usize].as_slice());
+            let Some(rule) = applicable(slot, version, personal, ts) else {
+                continue;
             };
-            debug_assert!(
-                rules::concerns(rule, metric),
-                "personal settings keep the metric"
-            );
-            let scoped_id = &self.scoped_ids[patient_rule.protocol][patient_rule.rule];
+            if protocol.starts.len() > 1 && !rules::concerns(rule, metric) {
+                // Another version of the rule reads this metric; this one does not.
+                continue;
+            }
+            let scoped_id = &slot.scoped_id;
             let mut state = patient_rule.state;
             let Some(hit) = rules::evaluate(rule, patient, trigger, &mut state) else {
                 if !late {
@@ -461,7 +595,7 @@ impl TriageEngine {
                 patient.rules[index].state = state;
                 continue;
             };
-            let rule_metrics = self.rule_metrics[patient_rule.protocol][patient_rule.rule];
+            let rule_metrics = slot.metrics;
             if hit.transition != Transition::Ongoing
                 && awaits_confirmation(rule, rule_metrics, patient, ts)
             {
@@ -531,7 +665,7 @@ impl TriageEngine {
         let active_kind = |wanted: &dyn Fn(RuleKind) -> bool| {
             patient.rules.iter().any(|patient_rule| {
                 patient_rule.state.active
-                    && wanted(self.protocols[patient_rule.protocol].1.rules[patient_rule.rule].kind)
+                    && wanted(self.protocols[patient_rule.protocol].slots[patient_rule.rule].kind)
             })
         };
         active_kind(&|kind| kind == RuleKind::Trend)
@@ -566,9 +700,10 @@ impl TriageEngine {
             .iter()
             .filter(|patient_rule| patient_rule.state.active)
             .map(|patient_rule| {
-                let (protocol_id, protocol) = &self.protocols[patient_rule.protocol];
                 (
-                    format!("{protocol_id}/{}", protocol.rules[patient_rule.rule].id),
+                    self.protocols[patient_rule.protocol].slots[patient_rule.rule]
+                        .scoped_id
+                        .clone(),
                     patient_rule.state.last_score,
                 )
             })
@@ -665,6 +800,94 @@ mod tests {
             .filter(|f| f.rule_id == "default/fever")
             .map(|f| f.transition)
             .collect()
+    }
+
+    #[test]
+    fn a_protocol_version_applies_to_readings_after_it_and_the_old_one_before() {
+        // Arrange: version 2 of `default` raises fever from 38.5 from hour
+        // 10 and adds a rule; a personal setting on the rule stays on top.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
+        let protocols = load_dir(&dir).unwrap();
+        let mut engine = TriageEngine::new(protocols.clone());
+        let patient = Uuid::from_u128(15);
+        let other = Uuid::from_u128(16);
+        engine
+            .register_patient(patient, &ids(&["default"]))
+            .unwrap();
+        engine.register_patient(other, &ids(&["default"])).unwrap();
+        let personal: RuleSettings = serde_json::from_str(r#"{"recover_at": 37.9}"#).unwrap();
+        engine.set_personal_settings(
+            other,
+            &[PersonalSettings {
+                rule_key: "default/fever",
+                settings: &personal,
+                valid_from: Timestamp(0),
+                valid_until: None,
+            }],
+        );
+        let mut v2 = protocols["default"].clone();
+        let fever = v2.rules.iter_mut().find(|rule| rule.id == "fever").unwrap();
+        fever.above = Some(38.5);
+        fever.recover_at = Some(38.2);
+        let mut cold = fever.clone();
+        cold.id = "hypothermia_new".to_owned();
+        cold.above = None;
+        cold.below = Some(35.0);
+        cold.recover_at = Some(35.5);
+        v2.rules.push(cold);
+        engine.set_protocol_versions(
+            "default",
+            &[
+                (Timestamp::MIN, &protocols["default"]),
+                (Timestamp(10 * HOUR), &v2),
+            ],
+        );
+
+        // Act: 38.2 at hour 1 fires under version 1 and 38.1 recovers;
+        // 38.4 at hour 11 does not fire under version 2, 38.6 does.
+        let before = fever_findings(&mut engine, patient, &[(1, 38.2), (2, 37.5)]);
+        let after = fever_findings(&mut engine, patient, &[(11, 38.4), (12, 38.6)]);
+        let mut findings = Vec::new();
+        engine.evaluate_measurement(
+            patient,
+            Metric::BodyTemperature,
+            34.5,
+            Timestamp(20 * HOUR),
+            &mut findings,
+        );
+
+        // Assert
+        assert_eq!(before, vec![Transition::Raised, Transition::Recovered]);
+        assert_eq!(after, vec![Transition::Raised]);
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.rule_id == "default/hypothermia_new"
+                    && f.transition == Transition::Raised),
+            "a rule new in version 2 is evaluated for registered patients: {findings:?}"
+        );
+        let above = |engine: &TriageEngine, who, hour| {
+            engine
+                .applicable_rule(&who, "default/fever", Timestamp(hour * HOUR))
+                .and_then(|rule| rule.above)
+        };
+        assert_eq!(above(&engine, patient, 9), Some(38.0));
+        assert_eq!(above(&engine, patient, 10), Some(38.5));
+        // The personal recovery level applies over each version's threshold.
+        let rule = engine
+            .applicable_rule(&other, "default/fever", Timestamp(11 * HOUR))
+            .unwrap();
+        assert_eq!((rule.above, rule.recover_at), (Some(38.5), Some(37.9)));
+        assert_eq!(
+            engine
+                .applicable_rule(&other, "default/fever", Timestamp(HOUR))
+                .and_then(|rule| rule.above),
+            Some(38.0)
+        );
+        // A rule absent from version 1 does not apply before version 2.
+        assert!(engine
+            .applicable_rule(&patient, "default/hypothermia_new", Timestamp(HOUR))
+            .is_none());
     }
 
     #[test]

@@ -624,6 +624,9 @@ fn state_of(world: &World) -> AppState {
         stored_tx: None,
         login_throttle: Arc::new(LoginThrottle::from_settings(&world.app.settings)),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        protocols: Arc::new(
+            thuiswacht::protocols::catalog::Catalog::load(&world.app.settings.alerts_dir).unwrap(),
+        ),
     }
 }
 

@@ -200,7 +200,7 @@ async fn rebuild_restores_what_an_uninterrupted_run_holds(store: Arc<dyn Store>)
     // Act
     let stage = TriageStage {
         store: store.clone(),
-        protocols: Arc::new(protocols()),
+        protocols: Arc::new(thuiswacht::protocols::catalog::Catalog::fixed(protocols())),
         reraise_after: Duration::from_secs(0),
     };
     let (mut rebuilt, registered, report) = stage.rebuild_with_report(restart).await.unwrap();
