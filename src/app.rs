@@ -232,6 +232,7 @@ impl Application {
             login_throttle: Arc::new(crate::auth::LoginThrottle::from_settings(&settings)),
             shutdown: shutdown.clone(),
             protocols: protocols.clone(),
+            backtests: Arc::default(),
         };
         tracker.spawn(reload_protocols_on_hangup(
             protocols.clone(),

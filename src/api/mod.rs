@@ -8,6 +8,7 @@
 //! ([`openapi`]); a path no route serves answers 404 `no-such-route`.
 
 mod access;
+pub mod backtest;
 pub mod burden;
 mod devices;
 mod error;
@@ -16,6 +17,7 @@ mod health;
 mod observations;
 pub mod openapi;
 mod patients;
+pub mod protocols;
 mod readings;
 mod session;
 mod worklist;
@@ -56,6 +58,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The protocols in force: files in `alerts/` and saved versions.
     pub protocols: Arc<crate::protocols::catalog::Catalog>,
+    /// Running and recently finished backtests.
+    pub backtests: Arc<backtest::Backtests>,
 }
 
 /// Requests that take longer than this are answered 408, so open requests

@@ -73,7 +73,7 @@ caller's teams answers 404 like one that does not exist. Errors are RFC 9457 pro
         (name = "session", description = "Signing in and out"),
         (name = "worklist", description = "The worklist and alert actions"),
         (name = "patients", description = "A patient's record, readings, observations and access"),
-        (name = "tuning", description = "Alarm-burden figures for coordinators"),
+        (name = "tuning", description = "Protocols, their versions and backtests, and alarm-burden figures, for coordinators"),
         (name = "meta", description = "This document")
     )
 )]
@@ -260,6 +260,8 @@ pub fn api_router(settings: &Settings) -> OpenApiRouter<AppState> {
         .merge(super::worklist::router())
         .merge(super::patients::router())
         .merge(super::burden::router())
+        .merge(super::protocols::router())
+        .merge(super::backtest::router())
         .merge(router())
 }
 

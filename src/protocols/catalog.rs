@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{load_dir, Protocol, ProtocolError};
@@ -29,7 +29,7 @@ use crate::domain::Timestamp;
 use crate::store::{ProtocolVersion, Store, StoreError};
 
 /// Where a version comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The file in `alerts/` (version 0).
@@ -39,14 +39,14 @@ pub enum Source {
 }
 
 /// One version of a protocol, without its rules.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     /// 0 for the file, then 1, 2, … as saved.
     pub version: i32,
     pub source: Source,
     /// When it took effect: readings from this time on are judged by it.
-    #[schema(value_type = Option<String>)]
-    pub valid_from: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub valid_from: Option<chrono::DateTime<chrono::Utc>>,
     /// Who saved it (`None` for the file).
     pub author: Option<String>,
     pub reason: Option<String>,
@@ -127,7 +127,7 @@ impl State {
                 VersionInfo {
                     version: 0,
                     source: Source::File,
-                    valid_from: (*from != Timestamp::MIN).then_some(*from),
+                    valid_from: (*from != Timestamp::MIN).then(|| from.to_datetime()),
                     author: None,
                     reason: None,
                     restored_from: None,
@@ -140,7 +140,7 @@ impl State {
                 VersionInfo {
                     version: saved.version,
                     source: Source::Database,
-                    valid_from: Some(saved.valid_from),
+                    valid_from: Some(saved.valid_from.to_datetime()),
                     author: Some(saved.author.clone()),
                     reason: Some(saved.reason.clone()),
                     restored_from: saved.restored_from,

@@ -175,6 +175,10 @@ pub enum AuditAction {
     UserAdded,
     UserDisabled,
     TokenAdded,
+    /// A protocol version saved or restored, or the files reloaded.
+    ChangeProtocol,
+    /// A backtest of proposed rules on stored readings.
+    RunBacktest,
 }
 
 impl AuditAction {
@@ -196,6 +200,8 @@ impl AuditAction {
             AuditAction::UserAdded => "user_added",
             AuditAction::UserDisabled => "user_disabled",
             AuditAction::TokenAdded => "token_added",
+            AuditAction::ChangeProtocol => "change_protocol",
+            AuditAction::RunBacktest => "run_backtest",
         }
     }
 }

@@ -417,6 +417,25 @@ impl TriageEngine {
         Ok(())
     }
 
+    /// Sets whether a registered patient's NEWS2 SpO2 scale is scale 2,
+    /// for a patient registered with only some of their protocols (a
+    /// backtest of one protocol keeps the scale the others prescribe).
+    pub fn set_spo2_scale_two(&mut self, patient_id: &Uuid, scale_two: bool) {
+        if let Some(patient) = self.patients.get_mut(patient_id) {
+            patient.spo2_scale_two = scale_two;
+        }
+    }
+
+    /// Returns a bit per metric ([`metric_index`]) that any version of any
+    /// rule of `protocol_id` reads.
+    pub fn protocol_metrics(&self, protocol_id: &str) -> u32 {
+        self.protocols
+            .iter()
+            .filter(|protocol| protocol.id == protocol_id)
+            .flat_map(|protocol| &protocol.slots)
+            .fold(0, |mask, slot| mask | slot.metrics)
+    }
+
     /// Replaces a registered patient's personal settings with `versions`
     /// (every stored version, oldest first), keeping the patient's history
     /// and the state of every rule. Versions for rules the patient does not

@@ -4,4 +4,5 @@
 //! Pure computations over what the store returns; the JSON endpoint and the
 //! page that show them live in `api` and `web`.
 
+pub mod backtest;
 pub mod burden;

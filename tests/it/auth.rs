@@ -627,6 +627,7 @@ fn state_of(world: &World) -> AppState {
         protocols: Arc::new(
             thuiswacht::protocols::catalog::Catalog::load(&world.app.settings.alerts_dir).unwrap(),
         ),
+        backtests: Arc::default(),
     }
 }
 

@@ -1,0 +1,545 @@
+//! Backtest ("preview") of a protocol change: the stored readings of the
+//! patients who follow the protocol, replayed through the real triage
+//! engine twice — with the versions that were in force, and with the
+//! proposed protocol — and compared.
+//!
+//! # What is counted
+//!
+//! An *alert* here is an episode: a rule of the protocol starting to fire
+//! for a patient (the engine's raised finding), which ends when the rule
+//! recovers. That is what a nurse is alerted to. (The alert book folds a
+//! raise into an alert of the same rule that is still open, so where nurses
+//! leave an alert open across episodes it holds fewer rows.)
+//!
+//! - *Removed*: an episode under the rules in force that no proposed
+//!   episode of the same patient and rule overlaps in time; *added*: the
+//!   other way round; *kept*: the rest of the current ones.
+//! - *Missed with a clinical outcome*: a stored alert of the protocol that
+//!   nurses resolved with a clinical outcome (not "no action needed" or
+//!   "measurement error") and that no proposed episode of the same patient
+//!   and rule overlaps, from an hour before it opened to its resolution.
+//! - Per patient-day: episodes over patients × days.
+//!
+//! Each patient is replayed with only the protocol under test (its rules'
+//! findings do not depend on other protocols, apart from the NEWS2 SpO2
+//! scale, which is kept) and with their personal settings, from
+//! [`warmup_hours`] before the period so that baselines and trend windows
+//! hold what they held live; findings before the period are not counted.
+//! Only readings of metrics a rule of the protocol reads are replayed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{Datelike, Duration as ChronoDuration, NaiveDate};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::alert_book::{Alert, Outcome};
+use crate::domain::{Metric, Timestamp};
+use crate::protocols::Protocol;
+use crate::store::RuleOverride;
+use crate::triage::engine::{PersonalSettings, TriageEngine};
+use crate::triage::patient_state::metric_index;
+use crate::triage::urgency::{Finding, Transition};
+
+const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 24 * HOUR;
+
+/// Hours of readings before the period replayed to warm the engine up:
+/// the baseline window plus the longest rule window of `protocols`.
+pub fn warmup_hours(protocols: &BTreeMap<String, Protocol>) -> i64 {
+    crate::alert_book::stage::rebuild_lookback_hours(protocols)
+}
+
+/// One patient's input.
+#[derive(Debug, Clone)]
+pub struct PatientInput {
+    pub patient_id: Uuid,
+    /// Whether any of the patient's protocols prescribes SpO2 scale 2.
+    pub spo2_scale_two: bool,
+    /// Every stored version of the patient's personal settings.
+    pub personal: Vec<RuleOverride>,
+    /// Readings in event-time order.
+    pub readings: Vec<(Metric, f64, Timestamp)>,
+}
+
+/// One episode of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Episode {
+    pub raised: Timestamp,
+    /// `None`: still firing at the end of the period.
+    pub recovered: Option<Timestamp>,
+}
+
+impl Episode {
+    fn overlaps(&self, from: Timestamp, to: Option<Timestamp>) -> bool {
+        let self_end = self.recovered.map_or(i64::MAX, Timestamp::micros);
+        let other_end = to.map_or(i64::MAX, Timestamp::micros);
+        self.raised.micros() <= other_end && from.micros() <= self_end
+    }
+}
+
+/// Episodes of one patient per rule key, under the rules in force and the
+/// proposed ones.
+#[derive(Debug, Clone, Default)]
+pub struct PatientEpisodes {
+    pub patient_id: Uuid,
+    pub current: BTreeMap<String, Vec<Episode>>,
+    pub proposed: BTreeMap<String, Vec<Episode>>,
+    pub readings: usize,
+}
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub protocol_id: String,
+    /// The versions in force, oldest first, with their start times.
+    pub current: Vec<(Timestamp, Protocol)>,
+    pub proposed: Protocol,
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+impl Setup {
+    fn engine(&self, versions: &[(Timestamp, &Protocol)]) -> TriageEngine {
+        let mut engine = TriageEngine::new(BTreeMap::new());
+        engine.set_protocol_versions(&self.protocol_id, versions);
+        engine
+    }
+
+    /// Returns the metrics (a bit per [`metric_index`]) a rule of the
+    /// protocol reads, in force or proposed.
+    pub fn metrics(&self) -> u32 {
+        let mut versions: Vec<(Timestamp, &Protocol)> =
+            self.current.iter().map(|(from, p)| (*from, p)).collect();
+        versions.push((Timestamp(i64::MAX), &self.proposed));
+        self.engine(&versions).protocol_metrics(&self.protocol_id)
+    }
+
+    /// Replays one patient under both rule sets.
+    pub fn replay(&self, patient: &PatientInput) -> PatientEpisodes {
+        let current: Vec<(Timestamp, &Protocol)> =
+            self.current.iter().map(|(from, p)| (*from, p)).collect();
+        let proposed = [(Timestamp::MIN, &self.proposed)];
+        let metrics = self.metrics();
+        let mut episodes = PatientEpisodes {
+            patient_id: patient.patient_id,
+            ..PatientEpisodes::default()
+        };
+        for (versions, out) in [
+            (&current[..], &mut episodes.current),
+            (&proposed[..], &mut episodes.proposed),
+        ] {
+            let mut engine = self.engine(versions);
+            engine
+                .register_patient(patient.patient_id, std::slice::from_ref(&self.protocol_id))
+                .expect("the protocol is loaded");
+            engine.set_spo2_scale_two(&patient.patient_id, patient.spo2_scale_two);
+            let settings: Vec<PersonalSettings<'_>> = patient
+                .personal
+                .iter()
+                .map(|version| PersonalSettings {
+                    rule_key: &version.rule_key,
+                    settings: &version.settings,
+                    valid_from: version.valid_from,
+                    valid_until: version.valid_until,
+                })
+                .collect();
+            engine.set_personal_settings(patient.patient_id, &settings);
+            let mut findings: Vec<Finding> = Vec::new();
+            for (metric, value, ts) in &patient.readings {
+                if metrics & (1 << metric_index(*metric)) == 0 || *ts >= self.to {
+                    continue;
+                }
+                engine.evaluate_measurement(
+                    patient.patient_id,
+                    *metric,
+                    *value,
+                    *ts,
+                    &mut findings,
+                );
+                for finding in findings.drain(..) {
+                    if finding.ts < self.from {
+                        continue;
+                    }
+                    let list = out.entry(finding.rule_id).or_default();
+                    match finding.transition {
+                        Transition::Raised => list.push(Episode {
+                            raised: finding.ts,
+                            recovered: None,
+                        }),
+                        Transition::Recovered => {
+                            if let Some(open) = list
+                                .last_mut()
+                                .filter(|episode| episode.recovered.is_none())
+                            {
+                                open.recovered = Some(finding.ts);
+                            }
+                        }
+                        Transition::Ongoing => {}
+                    }
+                }
+            }
+            episodes.readings += patient.readings.len();
+        }
+        episodes.readings /= 2;
+        episodes
+    }
+}
+
+/// Counts of one group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Counts {
+    /// Alerts under the rules in force.
+    pub current: usize,
+    /// Alerts under the proposed rules.
+    pub proposed: usize,
+    /// Alerts in force that the proposal no longer raises.
+    pub removed: usize,
+    /// Alerts the proposal raises that were not raised.
+    pub added: usize,
+}
+
+/// Per patient.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PatientRow {
+    pub patient_id: Uuid,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// Per rule.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RuleRow {
+    /// `"{protocol}/{rule}"`.
+    pub rule: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// Per week (Monday to Sunday, UTC).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WeekRow {
+    #[schema(value_type = String, format = Date)]
+    pub week_of: NaiveDate,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// A stored alert resolved with a clinical outcome that the proposal
+/// would not have raised.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MissedAlert {
+    pub alert_id: Uuid,
+    pub patient_id: Uuid,
+    pub rule: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub opened_at: chrono::DateTime<chrono::Utc>,
+    pub outcome: Outcome,
+}
+
+/// The backtest's answer.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BacktestResult {
+    pub protocol_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub from: chrono::DateTime<chrono::Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub to: chrono::DateTime<chrono::Utc>,
+    pub patients: usize,
+    pub readings: usize,
+    #[serde(flatten)]
+    pub totals: Counts,
+    /// Alerts per patient-day under the rules in force.
+    pub current_per_patient_day: f64,
+    /// Alerts per patient-day under the proposed rules.
+    pub proposed_per_patient_day: f64,
+    pub missed_clinical: Vec<MissedAlert>,
+    pub by_rule: Vec<RuleRow>,
+    pub by_week: Vec<WeekRow>,
+    /// Patients whose counts change, most changed first.
+    pub by_patient: Vec<PatientRow>,
+}
+
+fn week_of(ts: Timestamp) -> NaiveDate {
+    let date = ts.to_datetime().date_naive();
+    date - ChronoDuration::days(i64::from(date.weekday().num_days_from_monday()))
+}
+
+/// Compares the episodes of every patient and the stored alerts of the period.
+pub fn summarize(setup: &Setup, patients: &[PatientEpisodes], stored: &[Alert]) -> BacktestResult {
+    let mut totals = Counts::default();
+    let mut by_rule: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut by_week: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
+    let mut week = week_of(setup.from);
+    while week <= week_of(setup.to.plus_micros(-1)) {
+        by_week.insert(week, Counts::default());
+        week += ChronoDuration::days(7);
+    }
+    let mut by_patient = Vec::new();
+    let mut readings = 0;
+    for patient in patients {
+        readings += patient.readings;
+        let mut counts = Counts::default();
+        let empty = Vec::new();
+        let rules: std::collections::BTreeSet<&String> = patient
+            .current
+            .keys()
+            .chain(patient.proposed.keys())
+            .collect();
+        for rule in rules {
+            let current = patient.current.get(rule).unwrap_or(&empty);
+            let proposed = patient.proposed.get(rule).unwrap_or(&empty);
+            let rule_counts = by_rule.entry(rule.clone()).or_default();
+            for episode in current {
+                let kept = proposed
+                    .iter()
+                    .any(|other| other.overlaps(episode.raised, episode.recovered));
+                let week = by_week.entry(week_of(episode.raised)).or_default();
+                for counts in [&mut counts, &mut *rule_counts, week] {
+                    counts.current += 1;
+                    counts.removed += usize::from(!kept);
+                }
+            }
+            for episode in proposed {
+                let new = !current
+                    .iter()
+                    .any(|other| other.overlaps(episode.raised, episode.recovered));
+                let week = by_week.entry(week_of(episode.raised)).or_default();
+                for counts in [&mut counts, &mut *rule_counts, week] {
+                    counts.proposed += 1;
+                    counts.added += usize::from(new);
+                }
+            }
+        }
+        totals.current += counts.current;
+        totals.proposed += counts.proposed;
+        totals.removed += counts.removed;
+        totals.added += counts.added;
+        if counts.removed + counts.added > 0 {
+            by_patient.push(PatientRow {
+                patient_id: patient.patient_id,
+                counts,
+            });
+        }
+    }
+    by_patient.sort_by_key(|row| std::cmp::Reverse(row.counts.removed + row.counts.added));
+    let prefix = format!("{}/", setup.protocol_id);
+    let missed_clinical = stored
+        .iter()
+        .filter(|alert| alert.rule_key.starts_with(&prefix))
+        .filter(|alert| alert.outcome.is_some_and(Outcome::is_clinical))
+        .filter(|alert| alert.opened_at >= setup.from && alert.opened_at < setup.to)
+        .filter(|alert| {
+            let Some(patient) = patients.iter().find(|p| p.patient_id == alert.patient_id) else {
+                return false;
+            };
+            !patient
+                .proposed
+                .get(&alert.rule_key)
+                .is_some_and(|episodes| {
+                    episodes.iter().any(|episode| {
+                        episode.overlaps(alert.opened_at.plus_micros(-HOUR), alert.resolved_at)
+                    })
+                })
+        })
+        .map(|alert| MissedAlert {
+            alert_id: alert.id,
+            patient_id: alert.patient_id,
+            rule: alert.rule_key.clone(),
+            opened_at: alert.opened_at.to_datetime(),
+            outcome: alert.outcome.unwrap_or(Outcome::NoActionNeeded),
+        })
+        .collect();
+    #[allow(clippy::cast_precision_loss)] // counts and days are small
+    let patient_days = (patients.len() as f64 * (setup.to.micros() - setup.from.micros()) as f64
+        / DAY as f64)
+        .max(f64::MIN_POSITIVE);
+    #[allow(clippy::cast_precision_loss)]
+    BacktestResult {
+        protocol_id: setup.protocol_id.clone(),
+        from: setup.from.to_datetime(),
+        to: setup.to.to_datetime(),
+        patients: patients.len(),
+        readings,
+        totals,
+        current_per_patient_day: totals.current as f64 / patient_days,
+        proposed_per_patient_day: totals.proposed as f64 / patient_days,
+        missed_clinical,
+        by_rule: by_rule
+            .into_iter()
+            .map(|(rule, counts)| RuleRow { rule, counts })
+            .collect(),
+        by_week: by_week
+            .into_iter()
+            .map(|(week_of, counts)| WeekRow { week_of, counts })
+            .collect(),
+        by_patient,
+    }
+}
+
+/// Replays `patients` on all cores; counts finished patients in `done` and
+/// stops early (returning `None`) when `cancelled` says so.
+pub fn replay_all(
+    setup: &Setup,
+    patients: &[PatientInput],
+    done: &AtomicUsize,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Option<Vec<PatientEpisodes>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(patients.len().max(1));
+    let chunk = patients.len().div_ceil(workers).max(1);
+    let results: Vec<Option<Vec<PatientEpisodes>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = patients
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut out = Vec::with_capacity(part.len());
+                    for patient in part {
+                        if cancelled() {
+                            return None;
+                        }
+                        out.push(setup.replay(patient));
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut all = Vec::with_capacity(patients.len());
+    for part in results {
+        all.extend(part?);
+    }
+    Some(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::protocols::load_dir;
+
+    fn setup(proposed_above: f64) -> Setup {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
+        let default = load_dir(&dir).unwrap().remove("default").unwrap();
+        let mut proposed = default.clone();
+        proposed
+            .rules
+            .iter_mut()
+            .find(|rule| rule.id == "fever")
+            .unwrap()
+            .above = Some(proposed_above);
+        Setup {
+            protocol_id: "default".to_owned(),
+            current: vec![(Timestamp::MIN, default)],
+            proposed,
+            from: Timestamp(10 * DAY),
+            to: Timestamp(24 * DAY),
+        }
+    }
+
+    fn patient(id: u128, temps: &[(i64, f64)]) -> PatientInput {
+        PatientInput {
+            patient_id: Uuid::from_u128(id),
+            spo2_scale_two: false,
+            personal: Vec::new(),
+            readings: temps
+                .iter()
+                .map(|(hour, value)| {
+                    (
+                        Metric::BodyTemperature,
+                        *value,
+                        Timestamp(10 * DAY + hour * HOUR),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn raising_a_threshold_removes_the_alerts_below_it_and_keeps_the_rest() {
+        // Arrange: fever from 38.0 (in force) or 38.5 (proposed). Patient 1:
+        // 38.2 then 39.0 later; patient 2: 38.3 only; a reading before the
+        // period warms up but does not count.
+        let setup = setup(38.5);
+        let patients = vec![
+            patient(
+                1,
+                &[
+                    (-30, 38.6),
+                    (-29, 37.0),
+                    (1, 38.2),
+                    (2, 37.0),
+                    (200, 39.0),
+                    (201, 37.0),
+                ],
+            ),
+            patient(2, &[(5, 38.3), (6, 37.2)]),
+        ];
+
+        // Act
+        let done = AtomicUsize::new(0);
+        let episodes = replay_all(&setup, &patients, &done, &|| false).unwrap();
+        let result = summarize(&setup, &episodes, &[]);
+
+        // Assert
+        assert_eq!(done.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            result.totals,
+            Counts {
+                current: 3,
+                proposed: 1,
+                removed: 2,
+                added: 0
+            }
+        );
+        let fever = result
+            .by_rule
+            .iter()
+            .find(|row| row.rule == "default/fever")
+            .unwrap();
+        assert_eq!(fever.counts.current, 3);
+        assert_eq!(result.by_patient.len(), 2);
+        // Day 10 (a Sunday) to day 24: weeks of 5, 12 and 19 January 1970.
+        assert_eq!(result.by_week.len(), 3, "{:?}", result.by_week);
+        assert_eq!(
+            result
+                .by_week
+                .iter()
+                .map(|w| w.counts.current)
+                .sum::<usize>(),
+            3
+        );
+        assert!((result.current_per_patient_day - 3.0 / 28.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn lowering_a_threshold_adds_alerts_and_cancelling_stops() {
+        let setup = setup(37.6);
+        let patients = vec![patient(1, &[(1, 37.7), (2, 37.0)])];
+        let done = AtomicUsize::new(0);
+        let episodes = replay_all(&setup, &patients, &done, &|| false).unwrap();
+        let result = summarize(&setup, &episodes, &[]);
+        assert_eq!(
+            result.totals,
+            Counts {
+                current: 0,
+                proposed: 1,
+                removed: 0,
+                added: 1
+            }
+        );
+        assert!(replay_all(&setup, &patients, &done, &|| true).is_none());
+    }
+}
