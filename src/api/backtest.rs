@@ -412,13 +412,32 @@ async fn compute(
         .buffered(CONCURRENT_READS)
         .try_collect()
         .await?;
-    let stored: Vec<_> = state
+    // The event time of the reading that raised each clinically resolved
+    // alert of the protocol (its opening time is when it reached the book).
+    let prefix = format!("{}/", setup.protocol_id);
+    let mut stored = Vec::new();
+    for item in state
         .store
         .alerts_opened_between(setup.from, setup.to, Some(teams))
         .await?
-        .into_iter()
-        .map(|item| item.alert)
-        .collect();
+    {
+        let alert = item.alert;
+        if !alert.rule_key.starts_with(&prefix)
+            || !alert
+                .outcome
+                .is_some_and(crate::alert_book::Outcome::is_clinical)
+        {
+            continue;
+        }
+        let raised = state
+            .store
+            .alert_events(alert.id)
+            .await?
+            .into_iter()
+            .find(|event| event.kind == "raised")
+            .map_or(alert.opened_at, |event| event.at);
+        stored.push((alert, raised));
+    }
     let replay_job = job.clone();
     let result = tokio::task::spawn_blocking(move || {
         let cancelled = || replay_job.cancel.is_cancelled();

@@ -17,7 +17,9 @@
 //! - *Missed with a clinical outcome*: a stored alert of the protocol that
 //!   nurses resolved with a clinical outcome (not "no action needed" or
 //!   "measurement error") and that no proposed episode of the same patient
-//!   and rule overlaps, from an hour before it opened to its resolution.
+//!   and rule is active at, or raised within [`CATCH_HOURS`] after, the
+//!   event time of the reading that raised it (a proposal that raises it
+//!   later than that is counted as missing it).
 //! - Per patient-day: episodes over patients × days.
 //!
 //! Each patient is replayed with only the protocol under test (its rules'
@@ -44,6 +46,11 @@ use crate::triage::urgency::{Finding, Transition};
 
 const HOUR: i64 = 3_600_000_000;
 const DAY: i64 = 24 * HOUR;
+
+/// A stored clinical alert counts as caught by the proposal when a
+/// proposed episode of its rule is active within this many hours after the
+/// reading that raised it.
+pub const CATCH_HOURS: i64 = 1;
 
 /// Hours of readings before the period replayed to warm the engine up:
 /// the baseline window plus the longest rule window of `protocols`.
@@ -72,10 +79,12 @@ pub struct Episode {
 }
 
 impl Episode {
+    /// Whether the episode, active from its raise until (not including)
+    /// its recovery, shares a moment with `[from, to)`.
     fn overlaps(&self, from: Timestamp, to: Option<Timestamp>) -> bool {
         let self_end = self.recovered.map_or(i64::MAX, Timestamp::micros);
         let other_end = to.map_or(i64::MAX, Timestamp::micros);
-        self.raised.micros() <= other_end && from.micros() <= self_end
+        self.raised.micros() < other_end && from.micros() < self_end
     }
 }
 
@@ -267,7 +276,13 @@ fn week_of(ts: Timestamp) -> NaiveDate {
 }
 
 /// Compares the episodes of every patient and the stored alerts of the period.
-pub fn summarize(setup: &Setup, patients: &[PatientEpisodes], stored: &[Alert]) -> BacktestResult {
+/// `stored` are the stored alerts of the period, each with the event time
+/// of the reading that raised it.
+pub fn summarize(
+    setup: &Setup,
+    patients: &[PatientEpisodes],
+    stored: &[(Alert, Timestamp)],
+) -> BacktestResult {
     let mut totals = Counts::default();
     let mut by_rule: BTreeMap<String, Counts> = BTreeMap::new();
     let mut by_week: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
@@ -327,10 +342,10 @@ pub fn summarize(setup: &Setup, patients: &[PatientEpisodes], stored: &[Alert]) 
     let prefix = format!("{}/", setup.protocol_id);
     let missed_clinical = stored
         .iter()
-        .filter(|alert| alert.rule_key.starts_with(&prefix))
-        .filter(|alert| alert.outcome.is_some_and(Outcome::is_clinical))
-        .filter(|alert| alert.opened_at >= setup.from && alert.opened_at < setup.to)
-        .filter(|alert| {
+        .filter(|(alert, _)| alert.rule_key.starts_with(&prefix))
+        .filter(|(alert, _)| alert.outcome.is_some_and(Outcome::is_clinical))
+        .filter(|(alert, _)| alert.opened_at >= setup.from && alert.opened_at < setup.to)
+        .filter(|(alert, raised)| {
             let Some(patient) = patients.iter().find(|p| p.patient_id == alert.patient_id) else {
                 return false;
             };
@@ -339,11 +354,11 @@ pub fn summarize(setup: &Setup, patients: &[PatientEpisodes], stored: &[Alert]) 
                 .get(&alert.rule_key)
                 .is_some_and(|episodes| {
                     episodes.iter().any(|episode| {
-                        episode.overlaps(alert.opened_at.plus_micros(-HOUR), alert.resolved_at)
+                        episode.overlaps(*raised, Some(raised.plus_micros(CATCH_HOURS * HOUR + 1)))
                     })
                 })
         })
-        .map(|alert| MissedAlert {
+        .map(|(alert, _)| MissedAlert {
             alert_id: alert.id,
             patient_id: alert.patient_id,
             rule: alert.rule_key.clone(),

@@ -20,6 +20,7 @@ mod mqtt_ingest;
 mod mqtts;
 mod observations;
 mod openapi;
+mod protocols;
 mod simulator;
 mod snooze;
 mod store_contract;
