@@ -212,10 +212,13 @@ fn job_response(status: StatusCode, job: &Job) -> Response {
     path = "/api/v1/protocols/{protocol_id}/preview",
     tag = "tuning",
     params(
-        ("protocol_id" = String, Path, description = "The protocol id"),
+        ("protocol_id" = String, Path, description = "The protocol id", example = "default"),
         ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds (at most 60) for the result")
     ),
-    request_body = PreviewRequest,
+    request_body(content = PreviewRequest, example = json!({
+        "protocol": crate::example_protocol_json!(),
+        "days": 30
+    })),
     responses(
         (status = 200, description = "Finished within the wait asked for: the job with its result", body = JobView),
         (status = 202, description = "Started; follow `Location` for progress and the result", body = JobView),
@@ -452,7 +455,7 @@ async fn compute(
     get,
     path = "/api/v1/previews/{job_id}",
     tag = "tuning",
-    params(("job_id" = Uuid, Path, description = "The job")),
+    params(("job_id" = Uuid, Path, description = "The job (from `Location` of the start)", example = "01938a2e-7c4b-7d1e-9a51-0f6c3b2d4e8a")),
     responses(
         (status = 200, description = "The job: its progress, and its result once done", body = JobView),
         (status = 401, response = Unauthorized),
@@ -480,7 +483,7 @@ async fn get_preview(
     delete,
     path = "/api/v1/previews/{job_id}",
     tag = "tuning",
-    params(("job_id" = Uuid, Path, description = "The job")),
+    params(("job_id" = Uuid, Path, description = "The job (from `Location` of the start)", example = "01938a2e-7c4b-7d1e-9a51-0f6c3b2d4e8a")),
     responses(
         (status = 200, description = "Cancelled (or already finished): the job", body = JobView),
         (status = 401, response = Unauthorized),

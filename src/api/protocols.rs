@@ -101,6 +101,25 @@ impl ProtocolDocument {
     }
 }
 
+/// A proposed protocol for the examples of the document: the default
+/// protocol's fever rule from 38.5 °C.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! example_protocol_json {
+    () => {
+        serde_json::json!({
+            "version": 0,
+            "name": "Kwetsbare ouderen thuis (standaard)",
+            "news2_scale": 1,
+            "response_targets": {"high": 60, "medium": 240, "low": 1440},
+            "rules": [{
+                "id": "fever", "kind": "threshold", "metric": "body_temperature",
+                "above": 38.5, "recover_at": 38.2, "priority": "medium"
+            }]
+        })
+    };
+}
+
 /// One protocol in the list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProtocolSummary {
@@ -133,10 +152,10 @@ pub struct RestoreRequest {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CompareParams {
-    /// The older version (0: the file).
-    pub from: i32,
-    /// The newer version.
-    pub to: i32,
+    /// The older version (0: the file); default: the one before `to`.
+    pub from: Option<i32>,
+    /// The newer version; default: the newest.
+    pub to: Option<i32>,
 }
 
 /// The differences between two versions.
@@ -210,7 +229,7 @@ async fn list_protocols(
     get,
     path = "/api/v1/protocols/{protocol_id}",
     tag = "tuning",
-    params(("protocol_id" = String, Path, description = "The protocol id (its file name in `alerts/`)")),
+    params(("protocol_id" = String, Path, description = "The protocol id (its file name in `alerts/`)", example = "default")),
     responses(
         (status = 200, description = "The newest version", body = ProtocolDocument),
         (status = 401, response = Unauthorized),
@@ -333,8 +352,11 @@ fn conflict(protocol_id: &str, current: VersionInfo, protocol: Protocol) -> Resp
     put,
     path = "/api/v1/protocols/{protocol_id}",
     tag = "tuning",
-    params(("protocol_id" = String, Path, description = "The protocol id")),
-    request_body = SaveRequest,
+    params(("protocol_id" = String, Path, description = "The protocol id", example = "default")),
+    request_body(content = SaveRequest, example = json!({
+        "protocol": crate::example_protocol_json!(),
+        "reason": "Minder koortsmeldingen: 38,5 °C na overleg met de huisartsen"
+    })),
     responses(
         (status = 200, description = "Saved as the next version; it applies to readings from now on", body = ProtocolDocument),
         (status = 400, response = BadRequest),
@@ -379,7 +401,7 @@ async fn put_protocol(
     get,
     path = "/api/v1/protocols/{protocol_id}/versions",
     tag = "tuning",
-    params(("protocol_id" = String, Path, description = "The protocol id")),
+    params(("protocol_id" = String, Path, description = "The protocol id", example = "default")),
     responses(
         (status = 200, description = "Every version, oldest first; 0 is the file", body = Vec<VersionInfo>),
         (status = 401, response = Unauthorized),
@@ -424,8 +446,8 @@ fn version_of(
     path = "/api/v1/protocols/{protocol_id}/versions/{version}",
     tag = "tuning",
     params(
-        ("protocol_id" = String, Path, description = "The protocol id"),
-        ("version" = i32, Path, description = "The version (0: the file)")
+        ("protocol_id" = String, Path, description = "The protocol id", example = "default"),
+        ("version" = i32, Path, description = "The version (0: the file)", example = 0)
     ),
     responses(
         (status = 200, description = "That version", body = ProtocolDocument),
@@ -454,7 +476,7 @@ async fn get_version(
     path = "/api/v1/protocols/{protocol_id}/compare",
     tag = "tuning",
     params(
-        ("protocol_id" = String, Path, description = "The protocol id"),
+        ("protocol_id" = String, Path, description = "The protocol id", example = "default"),
         CompareParams
     ),
     responses(
@@ -473,11 +495,19 @@ async fn compare_versions(
     ApiQuery(params): ApiQuery<CompareParams>,
 ) -> Result<Response, ApiError> {
     signed_in(&caller)?;
-    let (_, before) = version_of(&state, &protocol_id, params.from)?;
-    let (_, after) = version_of(&state, &protocol_id, params.to)?;
+    let newest = state
+        .protocols
+        .get(&protocol_id)
+        .ok_or(ApiError::NotFound)?
+        .0
+        .version;
+    let to = params.to.unwrap_or(newest);
+    let from = params.from.unwrap_or((to - 1).max(0));
+    let (_, before) = version_of(&state, &protocol_id, from)?;
+    let (_, after) = version_of(&state, &protocol_id, to)?;
     Ok(no_store(Json(Comparison {
-        from: params.from,
-        to: params.to,
+        from,
+        to,
         changes: compare(&before, &after),
     })))
 }
@@ -487,10 +517,10 @@ async fn compare_versions(
     path = "/api/v1/protocols/{protocol_id}/versions/{version}/restore",
     tag = "tuning",
     params(
-        ("protocol_id" = String, Path, description = "The protocol id"),
-        ("version" = i32, Path, description = "The version to restore (0: the file)")
+        ("protocol_id" = String, Path, description = "The protocol id", example = "default"),
+        ("version" = i32, Path, description = "The version to restore (0: the file)", example = 0)
     ),
-    request_body = RestoreRequest,
+    request_body(content = RestoreRequest, example = json!({"reason": "Terug naar de standaard"})),
     responses(
         (status = 200, description = "Saved as the next version", body = ProtocolDocument),
         (status = 400, response = BadRequest),
