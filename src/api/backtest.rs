@@ -293,13 +293,7 @@ async fn start_preview(
         "team": request.team,
     });
     state.store.append_audit(&[audit]).await?;
-    let setup = Setup {
-        protocol_id,
-        current,
-        proposed,
-        from,
-        to,
-    };
+    let setup = Setup::new(&protocol_id, &current, &proposed, from, to);
     let finished = job.finished.notified();
     tokio::spawn(run_job(
         state.clone(),
@@ -415,8 +409,9 @@ async fn compute(
         .buffered(CONCURRENT_READS)
         .try_collect()
         .await?;
-    // The event time of the reading that raised each clinically resolved
-    // alert of the protocol (its opening time is when it reached the book).
+    // The alerts of the protocol's rules; for a replayed rule's alert
+    // resolved with a clinical outcome, the event time of the reading that
+    // raised it (its opening time is when it reached the alert book).
     let prefix = format!("{}/", setup.protocol_id);
     let mut stored = Vec::new();
     for item in state
@@ -425,20 +420,25 @@ async fn compute(
         .await?
     {
         let alert = item.alert;
-        if !alert.rule_key.starts_with(&prefix)
-            || !alert
+        if !alert.rule_key.starts_with(&prefix) {
+            continue;
+        }
+        let mut raised = alert.opened_at;
+        if setup.replayed().contains(&alert.rule_key)
+            && alert
                 .outcome
                 .is_some_and(crate::alert_book::Outcome::is_clinical)
         {
-            continue;
+            if let Some(event) = state
+                .store
+                .alert_events(alert.id)
+                .await?
+                .into_iter()
+                .find(|event| event.kind == "raised")
+            {
+                raised = event.at;
+            }
         }
-        let raised = state
-            .store
-            .alert_events(alert.id)
-            .await?
-            .into_iter()
-            .find(|event| event.kind == "raised")
-            .map_or(alert.opened_at, |event| event.at);
         stored.push((alert, raised));
     }
     let replay_job = job.clone();

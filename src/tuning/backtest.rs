@@ -1,7 +1,16 @@
 //! Backtest ("preview") of a protocol change: the stored readings of the
 //! patients who follow the protocol, replayed through the real triage
 //! engine twice — with the versions that were in force, and with the
-//! proposed protocol — and compared.
+//! proposed protocol — and compared with what actually happened.
+//!
+//! Only the rules the proposal changes are replayed (rules are evaluated
+//! independently of each other, so an unchanged rule raises exactly what it
+//! raised), and only the readings of the metrics those rules read: a change
+//! to the fever threshold replays two temperatures a day, not a wearable's
+//! minute-by-minute heart rate. The unchanged rules count with the alerts
+//! they actually raised (the alert book), the same before and after. Rules
+//! the engine does not evaluate (missed measurements, device signals) are
+//! named in `not_replayed` when changed.
 //!
 //! # What is counted
 //!
@@ -102,14 +111,82 @@ pub struct PatientEpisodes {
 #[derive(Debug, Clone)]
 pub struct Setup {
     pub protocol_id: String,
-    /// The versions in force, oldest first, with their start times.
-    pub current: Vec<(Timestamp, Protocol)>,
-    pub proposed: Protocol,
+    /// The versions in force, oldest first, with their start times, with
+    /// only the rules to replay.
+    current: Vec<(Timestamp, Protocol)>,
+    /// The proposed protocol with only the rules to replay.
+    proposed: Protocol,
+    /// The changed rules the engine evaluates: `"{protocol}/{rule}"`.
+    replayed: Vec<String>,
+    /// Changed rules the engine does not evaluate.
+    not_replayed: Vec<String>,
     pub from: Timestamp,
     pub to: Timestamp,
 }
 
 impl Setup {
+    /// Prepares a backtest of `proposed` against `current` (the protocol's
+    /// chain of versions) over `[from, to)`.
+    pub fn new(
+        protocol_id: &str,
+        current: &[(Timestamp, Protocol)],
+        proposed: &Protocol,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Setup {
+        let newest = current.last().map(|(_, protocol)| protocol);
+        let scale_changed = newest.is_some_and(|newest| newest.news2_scale != proposed.news2_scale);
+        let mut ids: Vec<&String> = proposed.rules.iter().map(|rule| &rule.id).collect();
+        if let Some(newest) = newest {
+            ids.extend(newest.rules.iter().map(|rule| &rule.id));
+        }
+        ids.sort();
+        ids.dedup();
+        let find = |protocol: Option<&Protocol>, id: &str| {
+            protocol.and_then(|p| p.rules.iter().find(|rule| rule.id == id).cloned())
+        };
+        let mut changed = Vec::new();
+        let mut not_replayed = Vec::new();
+        for id in ids {
+            let before = find(newest, id);
+            let after = find(Some(proposed), id);
+            if before == after && !scale_changed {
+                continue;
+            }
+            let kind = after.as_ref().or(before.as_ref()).map(|rule| rule.kind);
+            if kind.is_some_and(crate::triage::rules::is_supported) {
+                changed.push(id.clone());
+            } else {
+                not_replayed.push(format!("{protocol_id}/{id}"));
+            }
+        }
+        let only_changed = |protocol: &Protocol| {
+            let mut protocol = protocol.clone();
+            protocol.rules.retain(|rule| changed.contains(&rule.id));
+            protocol
+        };
+        Setup {
+            protocol_id: protocol_id.to_owned(),
+            current: current
+                .iter()
+                .map(|(from, protocol)| (*from, only_changed(protocol)))
+                .collect(),
+            proposed: only_changed(proposed),
+            replayed: changed
+                .iter()
+                .map(|id| format!("{protocol_id}/{id}"))
+                .collect(),
+            not_replayed,
+            from,
+            to,
+        }
+    }
+
+    /// Returns the changed rules the replay judges.
+    pub fn replayed(&self) -> &[String] {
+        &self.replayed
+    }
+
     fn engine(&self, versions: &[(Timestamp, &Protocol)]) -> TriageEngine {
         let mut engine = TriageEngine::new(BTreeMap::new());
         engine.set_protocol_versions(&self.protocol_id, versions);
@@ -264,6 +341,11 @@ pub struct BacktestResult {
     /// Alerts per patient-day under the proposed rules.
     pub proposed_per_patient_day: f64,
     pub missed_clinical: Vec<MissedAlert>,
+    /// The changed rules that were replayed.
+    pub replayed_rules: Vec<String>,
+    /// Changed rules the engine does not evaluate (missed measurements,
+    /// device signals): counted as they were.
+    pub not_replayed: Vec<String>,
     pub by_rule: Vec<RuleRow>,
     pub by_week: Vec<WeekRow>,
     /// Patients whose counts change, most changed first.
@@ -340,9 +422,26 @@ pub fn summarize(
     }
     by_patient.sort_by_key(|row| std::cmp::Reverse(row.counts.removed + row.counts.added));
     let prefix = format!("{}/", setup.protocol_id);
+    // The rules not replayed count as they actually raised, before and after.
+    for (alert, _) in stored {
+        if !alert.rule_key.starts_with(&prefix)
+            || setup.replayed.contains(&alert.rule_key)
+            || alert.opened_at < setup.from
+            || alert.opened_at >= setup.to
+            || !patients.iter().any(|p| p.patient_id == alert.patient_id)
+        {
+            continue;
+        }
+        let rule_counts = by_rule.entry(alert.rule_key.clone()).or_default();
+        let week = by_week.entry(week_of(alert.opened_at)).or_default();
+        for counts in [&mut totals, rule_counts, week] {
+            counts.current += 1;
+            counts.proposed += 1;
+        }
+    }
     let missed_clinical = stored
         .iter()
-        .filter(|(alert, _)| alert.rule_key.starts_with(&prefix))
+        .filter(|(alert, _)| setup.replayed.contains(&alert.rule_key))
         .filter(|(alert, _)| alert.outcome.is_some_and(Outcome::is_clinical))
         .filter(|(alert, _)| alert.opened_at >= setup.from && alert.opened_at < setup.to)
         .filter(|(alert, raised)| {
@@ -381,6 +480,8 @@ pub fn summarize(
         current_per_patient_day: totals.current as f64 / patient_days,
         proposed_per_patient_day: totals.proposed as f64 / patient_days,
         missed_clinical,
+        replayed_rules: setup.replayed.clone(),
+        not_replayed: setup.not_replayed.clone(),
         by_rule: by_rule
             .into_iter()
             .map(|(rule, counts)| RuleRow { rule, counts })
@@ -455,13 +556,13 @@ mod tests {
             .find(|rule| rule.id == "fever")
             .unwrap()
             .above = Some(proposed_above);
-        Setup {
-            protocol_id: "default".to_owned(),
-            current: vec![(Timestamp::MIN, default)],
-            proposed,
-            from: Timestamp(10 * DAY),
-            to: Timestamp(24 * DAY),
-        }
+        Setup::new(
+            "default",
+            &[(Timestamp::MIN, default)],
+            &proposed,
+            Timestamp(10 * DAY),
+            Timestamp(24 * DAY),
+        )
     }
 
     fn patient(id: u128, temps: &[(i64, f64)]) -> PatientInput {

@@ -491,6 +491,11 @@ async fn the_preview_counts_equal_the_alerts_raised_live_with_the_proposed_rules
     assert_eq!(job["done"], job["total"]);
     let result = &job["result"];
     assert_eq!(result["patients"], 3);
+    // Only the changed rules are replayed; the others count as they raised.
+    assert_eq!(
+        result["replayed_rules"],
+        json!(["default/fever", "default/hypothermia"])
+    );
     assert_eq!(
         result["current"].as_u64().unwrap() as usize,
         live_current,
