@@ -104,7 +104,10 @@ pub struct PatientEpisodes {
     pub patient_id: Uuid,
     pub current: BTreeMap<String, Vec<Episode>>,
     pub proposed: BTreeMap<String, Vec<Episode>>,
+    /// The patient's readings read.
     pub readings: usize,
+    /// Readings evaluated by the engine, over both replays.
+    pub replayed: usize,
 }
 
 /// What to replay.
@@ -237,6 +240,7 @@ impl Setup {
                 if metrics & (1 << metric_index(*metric)) == 0 || *ts >= self.to {
                     continue;
                 }
+                episodes.replayed += 1;
                 engine.evaluate_measurement(
                     patient.patient_id,
                     *metric,
@@ -266,9 +270,8 @@ impl Setup {
                     }
                 }
             }
-            episodes.readings += patient.readings.len();
         }
-        episodes.readings /= 2;
+        episodes.readings = patient.readings.len();
         episodes
     }
 }
@@ -333,7 +336,11 @@ pub struct BacktestResult {
     #[schema(value_type = String, format = DateTime)]
     pub to: chrono::DateTime<chrono::Utc>,
     pub patients: usize,
+    /// Readings of the period and the warm-up before it that were read.
     pub readings: usize,
+    /// Readings the engine evaluated, over both replays: only those of the
+    /// metrics the changed rules read.
+    pub readings_replayed: usize,
     #[serde(flatten)]
     pub totals: Counts,
     /// Alerts per patient-day under the rules in force.
@@ -375,8 +382,10 @@ pub fn summarize(
     }
     let mut by_patient = Vec::new();
     let mut readings = 0;
+    let mut readings_replayed = 0;
     for patient in patients {
         readings += patient.readings;
+        readings_replayed += patient.replayed;
         let mut counts = Counts::default();
         let empty = Vec::new();
         let rules: std::collections::BTreeSet<&String> = patient
@@ -476,6 +485,7 @@ pub fn summarize(
         to: setup.to.to_datetime(),
         patients: patients.len(),
         readings,
+        readings_replayed,
         totals,
         current_per_patient_day: totals.current as f64 / patient_days,
         proposed_per_patient_day: totals.proposed as f64 / patient_days,
