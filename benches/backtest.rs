@@ -80,6 +80,9 @@ fn inputs() -> (Vec<PatientInput>, Timestamp, Timestamp) {
     (inputs, population.start, SIMULATION_END)
 }
 
+/// A change to one rule.
+type Change = fn(&mut thuiswacht::protocols::Rule);
+
 fn proposal(rule: &str, change: impl Fn(&mut thuiswacht::protocols::Rule)) -> (Protocol, Protocol) {
     let current = protocols().remove("default").expect("default exists");
     let mut proposed = current.clone();
@@ -97,7 +100,7 @@ fn backtest(c: &mut Criterion) {
     let (inputs, from, to) = inputs();
     let readings: usize = inputs.iter().map(|input| input.readings.len()).sum();
     eprintln!("backtest: {PATIENTS} patients × {DAYS} days, {readings} readings in memory");
-    let cases: [(&str, &str, fn(&mut thuiswacht::protocols::Rule)); 3] = [
+    let cases: [(&str, &str, Change); 3] = [
         ("fever_threshold", "fever", |rule| rule.above = Some(38.5)),
         ("tachycardia_threshold", "tachycardia", |rule| {
             rule.above = Some(105.0);

@@ -91,6 +91,9 @@ pub struct JobView {
     pub result: Option<BacktestResult>,
 }
 
+/// How a job ended: its state, result or error, and when.
+type Outcome = (JobState, Option<BacktestResult>, Option<String>, Instant);
+
 #[derive(Debug)]
 struct Job {
     id: Uuid,
@@ -101,7 +104,7 @@ struct Job {
     replayed: AtomicUsize,
     patients: AtomicUsize,
     cancel: CancellationToken,
-    outcome: Mutex<Option<(JobState, Option<BacktestResult>, Option<String>, Instant)>>,
+    outcome: Mutex<Option<Outcome>>,
     finished: tokio::sync::Notify,
 }
 
@@ -373,6 +376,10 @@ async fn compute(
         .filter(|patient| only.is_none_or(|only| only.contains(&patient.id)))
         .collect();
     job.patients.store(patients.len(), Ordering::Relaxed);
+    let names: HashMap<Uuid, String> = patients
+        .iter()
+        .map(|patient| (patient.id, patient.display_name.clone()))
+        .collect();
     let personal = state.store.rule_overrides_after(0).await?;
     let warmup = backtest::warmup_hours(&protocols) * 3_600_000_000;
     let read_from = setup.from.plus_micros(-warmup);
@@ -448,7 +455,12 @@ async fn compute(
         Some(backtest::summarize(&setup, &episodes, &stored))
     })
     .await?;
-    Ok(result)
+    Ok(result.map(|mut result| {
+        for row in &mut result.by_patient {
+            row.display_name = names.get(&row.patient_id).cloned();
+        }
+        result
+    }))
 }
 
 #[utoipa::path(

@@ -293,6 +293,8 @@ pub struct Counts {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PatientRow {
     pub patient_id: Uuid,
+    /// The patient's name, for the page (filled in by the caller).
+    pub display_name: Option<String>,
     #[serde(flatten)]
     pub counts: Counts,
 }
@@ -425,6 +427,7 @@ pub fn summarize(
         if counts.removed + counts.added > 0 {
             by_patient.push(PatientRow {
                 patient_id: patient.patient_id,
+                display_name: None,
                 counts,
             });
         }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 const APP_CSS: &str = include_str!("assets/app.css");
 const APP_JS: &str = include_str!("assets/app.js");
+const PROTOCOLS_JS: &str = include_str!("assets/protocols.js");
 const FAVICON: &str = include_str!("assets/favicon.svg");
 
 /// How long browsers may keep an asset: short, so an upgrade shows soon.
@@ -17,6 +18,7 @@ pub async fn serve(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "protocols.js" => (PROTOCOLS_JS, "text/javascript; charset=utf-8"),
         "favicon.svg" => (FAVICON, "image/svg+xml"),
         _ => return crate::api::ApiError::NotFound.into_response(),
     };

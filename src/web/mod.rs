@@ -29,6 +29,8 @@ mod chart;
 mod explain;
 pub mod i18n;
 mod patient_page;
+mod protocol_texts;
+mod protocols_page;
 mod trend;
 mod worklist_page;
 
@@ -45,6 +47,7 @@ use crate::auth::{Caller, SignedIn};
 use crate::store::Role;
 use crate::worklist::Lang;
 use i18n::{texts, Texts};
+use protocol_texts::protocol_texts;
 
 /// The cookie that remembers the chosen language.
 const LANG_COOKIE: &str = "thuiswacht_lang";
@@ -55,6 +58,8 @@ pub fn router() -> Router<AppState> {
         .route("/worklist/rows", get(worklist_page::rows_fragment))
         .route("/patients/{patient_id}", get(patient_page::page))
         .route("/alarm-burden", get(burden_page::page))
+        .route("/protocols", get(protocols_page::list))
+        .route("/protocols/{protocol_id}", get(protocols_page::page))
         .route("/alerts/{alert_id}/trend.svg", get(trend::svg))
         .route("/assets/{file}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
@@ -202,6 +207,8 @@ pub(crate) fn layout(viewer: &Viewer, title: &str, current: &str, main: Markup) 
                             " "
                             a href="/alarm-burden" aria-current=[(current == "/alarm-burden").then_some("page")] { (texts.nav_burden) }
                         }
+                        " "
+                        a href="/protocols" aria-current=[(current == "/protocols").then_some("page")] { (protocol_texts(viewer.lang).nav) }
                     }
                     p class="who" {
                         span class="sr-only" { (texts.signed_in_as) " " }

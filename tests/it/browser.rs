@@ -3,7 +3,8 @@
 //! PostgreSQL and Mosquitto: sign in, a reading published over MQTT appears
 //! on the worklist without a reload, claim (and a colleague's claim seen),
 //! resolve with an outcome, the patient page, the language switch, and an
-//! axe-core accessibility check of both pages. Screenshots are saved in
+//! axe-core accessibility check of both pages; and a coordinator who
+//! changes a threshold, previews it on history and saves it. Screenshots are saved in
 //! `target/browser-screenshots/`.
 //!
 //! `scripts/test` installs Chromium and the npm packages when they are
@@ -262,4 +263,166 @@ async fn a_nurse_works_the_live_worklist_in_chromium() {
             "audit has {expected}: {actions:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_previews_and_saves_a_threshold_in_chromium() {
+    // Arrange: a patient in Assen with two fever episodes in the last two
+    // days, 38.2 and 38.9 °C: the threshold at 38.5 would have kept one.
+    let node_modules = repo_path("tests/browser/node_modules/playwright-core");
+    assert!(
+        node_modules.exists(),
+        "the browser test needs `npm ci --prefix tests/browser` (scripts/test runs it)"
+    );
+    let database = TestDatabase::create().await;
+    let root = unique_topic_root();
+    let app = TestApp::spawn(test_settings(&database.url, &root)).await;
+    let patient = add_test_patient(&app.store, "Assen", "Meneer Mulder").await;
+    let thermometer = format!("thermo-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    app.store
+        .add_device(&NewDevice {
+            device_id: DeviceId::parse(&thermometer).unwrap(),
+            profile_id: "thermometer".to_owned(),
+            patient_id: patient,
+        })
+        .await
+        .unwrap();
+    add_test_user(&app.store, "carla", Role::Coordinator, &["Assen"]).await;
+    let publisher = Publisher::connect(&mqtt_url()).await;
+    let start = now_seconds() - 2 * 86_400;
+    let temperatures = [
+        (0, 36.9),
+        (4, 38.2),
+        (5, 37.0),
+        (14, 38.9),
+        (15, 37.0),
+        (24, 36.8),
+    ];
+    for (hour, value) in temperatures {
+        publisher
+            .publish(
+                &readings_topic(&root, &thermometer),
+                v1_payload(
+                    &thermometer,
+                    "body_temperature",
+                    "Cel",
+                    start + hour * 3_600,
+                    1,
+                    value,
+                ),
+            )
+            .await;
+    }
+    wait_for_readings(
+        &app.store,
+        temperatures.len() as i64,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_for("the fever alert", Duration::from_secs(20), || async {
+        app.store
+            .unresolved_alert(patient, "default/fever")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    // Triage follows the store within milliseconds; the rules the change
+    // leaves alone count as they raised.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let unchanged: i64 = sqlx::query_scalar(
+        "select count(*) from alerts where rule_key like 'default/%' and rule_key <> 'default/fever'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+
+    // Act
+    let screenshots = repo_path("target/browser-screenshots");
+    let mut child = Command::new("node")
+        .arg(repo_path("tests/browser/protocols.mjs"))
+        .current_dir(repo_path("tests/browser"))
+        .env("THUISWACHT_URL", &app.http)
+        .env("THUISWACHT_USER", "carla")
+        .env("THUISWACHT_PASSWORD", test_password("carla"))
+        .env("EXPECT_CURRENT", (2 + unchanged).to_string())
+        .env("EXPECT_PROPOSED", (1 + unchanged).to_string())
+        .env("SCREENSHOT_DIR", &screenshots)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (scripts/test installs it when missing)");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut passed = false;
+    let run = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            match line.trim() {
+                "STEP check-saved" => {
+                    // The page's save is version 1, by carla, with the new threshold.
+                    let versions: Vec<i32> =
+                        sqlx::query_scalar("select version from protocol_versions where protocol_id = 'default' and author = 'carla'")
+                            .fetch_all(&pool)
+                            .await
+                            .unwrap();
+                    assert_eq!(versions, vec![1]);
+                    let definition: serde_json::Value = sqlx::query_scalar(
+                        "select definition from protocol_versions where protocol_id = 'default' and version = 1",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                    let fever = definition["rule"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|rule| rule["id"] == "fever")
+                        .unwrap()
+                        .clone();
+                    assert_eq!(fever["above"], 38.5);
+                    stdin.write_all(b"DONE check-saved\n").await.unwrap();
+                }
+                "PASSED" => {
+                    passed = true;
+                    break;
+                }
+                other => eprintln!("browser: {other}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the browser test finishes within two minutes");
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("node exits")
+        .unwrap();
+
+    // Assert
+    assert!(
+        status.success() && passed,
+        "the browser checks passed: {status}"
+    );
+    for file in ["protocol-preview.png", "protocol-saved.png"] {
+        let size = std::fs::metadata(screenshots.join(file))
+            .map(|meta| meta.len())
+            .unwrap_or(0);
+        assert!(size > 10_000, "screenshot {file} saved ({size} bytes)");
+    }
+    let audited: Vec<String> = sqlx::query_scalar(
+        "select action from audit_log where actor = 'carla' and action in ('run_backtest', 'change_protocol')",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(audited.iter().any(|a| a == "run_backtest"), "{audited:?}");
+    assert!(
+        audited.iter().any(|a| a == "change_protocol"),
+        "{audited:?}"
+    );
 }
