@@ -18,6 +18,7 @@ pub mod openapi;
 mod patients;
 mod readings;
 mod session;
+mod thresholds;
 mod worklist;
 
 use std::sync::Arc;
