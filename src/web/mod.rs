@@ -29,6 +29,7 @@ mod chart;
 mod explain;
 pub mod i18n;
 mod patient_page;
+mod threshold_forms;
 mod trend;
 mod worklist_page;
 
