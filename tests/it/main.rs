@@ -23,6 +23,7 @@ mod openapi;
 mod simulator;
 mod snooze;
 mod store_contract;
+mod thresholds;
 mod triage_alerts;
 mod triage_rebuild;
 mod web_pages;
