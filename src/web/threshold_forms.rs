@@ -205,9 +205,13 @@ fn fields(
             true,
         ));
     }
-    if protocol.kind != RuleKind::MissedMeasurement
-        && !(protocol.kind == RuleKind::Technical && !bounds)
-    {
+    // Missed measurements end when measured; device faults when cleared.
+    let recovers = match protocol.kind {
+        RuleKind::MissedMeasurement => false,
+        RuleKind::Technical => bounds,
+        _ => true,
+    };
+    if recovers {
         fields.push((
             "recover_at",
             texts.field_recover_at,
