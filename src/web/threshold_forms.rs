@@ -133,8 +133,7 @@ fn forms(texts: &Texts, lang: Lang, part: &ThresholdPart<'_>) -> Markup {
                         }
                     }
                     " "
-                    label { input type="checkbox" name="enabled" data-field="enabled" checked[in_force.is_some()]; " " (texts.field_enabled) }
-                    br;
+                    label class="wide" { input type="checkbox" name="enabled" data-field="enabled" checked[in_force.is_some()]; " " (texts.field_enabled) }
                     label for=(format!("{id}-reason")) { (texts.reason) }
                     " "
                     textarea id=(format!("{id}-reason")) name="reason" required maxlength="1000" rows="2" {}
@@ -148,7 +147,7 @@ fn forms(texts: &Texts, lang: Lang, part: &ThresholdPart<'_>) -> Markup {
                     " "
                     input id=(format!("{id}-valid_until")) type="datetime-local" name="valid_until";
                     " "
-                    button type="submit" { (texts.save_threshold) }
+                    button type="submit" class="wide" { (texts.save_threshold) }
                 }
             }
         }

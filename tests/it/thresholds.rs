@@ -631,6 +631,82 @@ async fn the_patient_page_gives_coordinators_the_forms_and_nurses_a_read_only_vi
     world.app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_propose_approve_and_tighten_through_the_page_in_chromium() {
+    // Arrange
+    assert!(
+        repo_path("tests/browser/node_modules/playwright-core").exists(),
+        "the browser test needs `npm ci --prefix tests/browser` (scripts/test runs it)"
+    );
+    let world = world(false).await;
+
+    // Act: the browser script (tests/browser/thresholds.mjs).
+    let output = tokio::process::Command::new("node")
+        .arg(repo_path("tests/browser/thresholds.mjs"))
+        .current_dir(repo_path("tests/browser"))
+        .env("THUISWACHT_URL", &world.app.http)
+        .env("THUISWACHT_PATIENT", world.patient.to_string())
+        .env("THUISWACHT_PASSWORD_CARLA", test_password("carla"))
+        .env("THUISWACHT_PASSWORD_DIRK", test_password("dirk"))
+        .env("THUISWACHT_REVIEW_BY", in_days(90))
+        .env("SCREENSHOT_DIR", repo_path("target/browser-screenshots"))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), output)
+        .await
+        .expect("the browser test finishes within three minutes")
+        .expect("node runs (scripts/test installs it when missing)");
+
+    // Assert: the page sent only what differs from the protocol, the
+    // looser change as carla's with dirk's approval, the stricter as dirk's.
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("PASSED"),
+        "the browser checks passed: {}",
+        output.status
+    );
+    let versions = world
+        .app
+        .store
+        .patient_rule_overrides(world.patient)
+        .await
+        .unwrap();
+    let summary: Vec<(&str, Value, &str, Option<&str>)> = versions
+        .iter()
+        .map(|version| {
+            (
+                version.rule_key.as_str(),
+                serde_json::to_value(&version.settings).unwrap(),
+                version.author.as_str(),
+                version.approved_by.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "default/fever",
+                json!({"above": 38.6}),
+                "carla",
+                Some("dirk")
+            ),
+            ("default/hypotension", json!({"below": 95.0}), "dirk", None),
+        ]
+    );
+    assert!(versions
+        .iter()
+        .all(|version| version.review_by == Some(today() + chrono::Days::new(90))));
+    let actions: Vec<String> = threshold_audit(&world)
+        .await
+        .into_iter()
+        .map(|(actor, action, _)| format!("{actor} {action}"))
+        .collect();
+    assert_eq!(actions, ["carla proposed", "dirk approved", "dirk set"]);
+    world.app.stop().await;
+}
+
 // The store's part, on both stores.
 
 async fn proposals_are_decided_once_and_reviews_follow_the_version_in_force(store: Arc<dyn Store>) {
