@@ -75,9 +75,9 @@ caller's teams answers 404 like one that does not exist. Errors are RFC 9457 pro
         (name = "ingest", description = "Readings and device statuses from gateways"),
         (name = "session", description = "Signing in and out"),
         (name = "worklist", description = "The worklist and alert actions"),
+        (name = "thresholds", description = "Personal thresholds: review-by dates, and four-eyes approval of looser ones"),
         (name = "patients", description = "A patient's record, readings, observations and access"),
         (name = "tuning", description = "Alarm-burden figures for coordinators"),
-        (name = "thresholds", description = "Personal thresholds: review-by dates, and four-eyes approval of looser ones"),
         (name = "meta", description = "This document")
     )
 )]
@@ -272,9 +272,9 @@ pub fn api_router(settings: &Settings) -> OpenApiRouter<AppState> {
         .merge(super::session::router())
         .merge(super::access::router())
         .merge(super::worklist::router())
+        .merge(super::thresholds::router())
         .merge(super::patients::router())
         .merge(super::burden::router())
-        .merge(super::thresholds::router())
         .merge(router())
 }
 

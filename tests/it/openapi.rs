@@ -427,6 +427,24 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
         let mut url = path.clone();
         for name in template_params(path) {
             let value = match name.as_str() {
+                // A fresh proposal per operation, so that each decision applies.
+                "proposal_id" => {
+                    let proposal = store
+                        .add_threshold_proposal(&NewThresholdProposal {
+                            patient_id: patient,
+                            rule_key: "default/fever".to_owned(),
+                            settings: serde_json::from_str::<RuleSettings>(r#"{"above": 38.6}"#)
+                                .unwrap(),
+                            valid_until: None,
+                            review_by: chrono::Utc::now().date_naive() + chrono::Days::new(90),
+                            author: "dirk".to_owned(),
+                            reason: "loopt warm".to_owned(),
+                            created_at: Timestamp::now(),
+                        })
+                        .await
+                        .unwrap();
+                    proposal.id.to_string()
+                }
                 "patient_id" => patient.to_string(),
                 // A fresh alert per operation, so that each action applies.
                 "alert_id" => {
@@ -446,24 +464,6 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
                         .await
                         .unwrap();
                     alert.id.to_string()
-                }
-                // A fresh proposal per operation, so that each decision applies.
-                "proposal_id" => {
-                    let proposal = store
-                        .add_threshold_proposal(&NewThresholdProposal {
-                            patient_id: patient,
-                            rule_key: "default/fever".to_owned(),
-                            settings: serde_json::from_str::<RuleSettings>(r#"{"above": 38.6}"#)
-                                .unwrap(),
-                            valid_until: None,
-                            review_by: chrono::Utc::now().date_naive() + chrono::Days::new(90),
-                            author: "dirk".to_owned(),
-                            reason: "loopt warm".to_owned(),
-                            created_at: Timestamp::now(),
-                        })
-                        .await
-                        .unwrap();
-                    proposal.id.to_string()
                 }
                 _ => operation["parameters"]
                     .as_array()
