@@ -482,6 +482,8 @@ async fn admin(settings: Settings, json: bool, command: AdminCommand) -> anyhow:
                     valid_until,
                     author: author.trim().to_owned(),
                     reason: reason.trim().to_owned(),
+                    review_by: None,
+                    approved_by: None,
                 })
                 .await?;
             if json {

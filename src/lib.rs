@@ -12,6 +12,8 @@
 //! - [`alert_book`]: findings to alerts, their lifecycle, the triage stage, technical
 //!   alerts and the missed-measurement sweep.
 //! - [`tuning`]: alarm-burden figures for coordinators.
+//! - [`thresholds`]: personal thresholds set by coordinators: review-by dates
+//!   and four-eyes approval of looser ones.
 //! - [`auth`]: sign-in, sessions, CSRF, team scoping, the audit trail, security headers.
 //! - [`api`]: the HTTP service.
 //! - [`web`]: the nurses' pages (worklist, patient page), rendered on the server.
@@ -36,6 +38,7 @@ pub mod settings;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod thresholds;
 pub mod triage;
 pub mod tuning;
 pub mod validate;

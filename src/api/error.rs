@@ -24,6 +24,10 @@ pub enum ApiError {
     TooManyRequests(u64),
     #[error("not allowed for this caller")]
     Forbidden,
+    /// The proposer of a personal threshold tried to approve it: a second
+    /// coordinator must.
+    #[error("a second coordinator must approve this; nobody approves their own proposal")]
+    FourEyes,
     /// A state-changing request by cookie without the session's CSRF token,
     /// or sent from another site.
     #[error("missing or wrong CSRF token")]
@@ -36,6 +40,9 @@ pub enum ApiError {
     NoSuchRoute,
     #[error("{0}")]
     BadRequest(String),
+    /// Values that cannot be accepted, each problem listed (`problems`).
+    #[error("the values cannot be accepted")]
+    Invalid(Vec<String>),
     #[error("payload too large")]
     PayloadTooLarge(serde_json::Value),
     #[error("nothing in the payload could be stored")]
@@ -48,7 +55,7 @@ pub enum ApiError {
 
 /// Every problem `type` the API answers with: the variants' and the
 /// alert actions' 409 `conflict`. The OpenAPI document lists them.
-pub const PROBLEM_TYPES: [&str; 14] = [
+pub const PROBLEM_TYPES: [&str; 15] = [
     "urn:thuiswacht:problem:unauthorized",
     "urn:thuiswacht:problem:session-expired",
     "urn:thuiswacht:problem:sign-in-failed",
@@ -63,6 +70,7 @@ pub const PROBLEM_TYPES: [&str; 14] = [
     "urn:thuiswacht:problem:unavailable",
     "urn:thuiswacht:problem:internal",
     "urn:thuiswacht:problem:conflict",
+    "urn:thuiswacht:problem:four-eyes",
 ];
 
 #[derive(Serialize)]
@@ -85,9 +93,9 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Forbidden | ApiError::Csrf => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Csrf | ApiError::FourEyes => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoSuchRoute => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -104,9 +112,10 @@ impl ApiError {
             ApiError::TooManyRequests(_) => "urn:thuiswacht:problem:too-many-requests",
             ApiError::Forbidden => "urn:thuiswacht:problem:forbidden",
             ApiError::Csrf => "urn:thuiswacht:problem:csrf",
+            ApiError::FourEyes => "urn:thuiswacht:problem:four-eyes",
             ApiError::NotFound => "urn:thuiswacht:problem:not-found",
             ApiError::NoSuchRoute => "urn:thuiswacht:problem:no-such-route",
-            ApiError::BadRequest(_) => "urn:thuiswacht:problem:bad-request",
+            ApiError::BadRequest(_) | ApiError::Invalid(_) => "urn:thuiswacht:problem:bad-request",
             ApiError::PayloadTooLarge(_) => "urn:thuiswacht:problem:payload-too-large",
             ApiError::Unprocessable(_) => "urn:thuiswacht:problem:payload-rejected",
             ApiError::Unavailable(_) => "urn:thuiswacht:problem:unavailable",
@@ -139,6 +148,10 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(extra) | ApiError::Unprocessable(extra) => {
                 (Some(self.to_string()), Some(extra.clone()))
             }
+            ApiError::Invalid(problems) => (
+                Some(self.to_string()),
+                Some(serde_json::json!({"problems": problems})),
+            ),
             ApiError::TooManyRequests(seconds) => (
                 Some(self.to_string()),
                 Some(serde_json::json!({"retry_after_s": seconds})),
@@ -185,9 +198,11 @@ mod tests {
             ApiError::TooManyRequests(1),
             ApiError::Forbidden,
             ApiError::Csrf,
+            ApiError::FourEyes,
             ApiError::NotFound,
             ApiError::NoSuchRoute,
             ApiError::BadRequest(String::new()),
+            ApiError::Invalid(Vec::new()),
             ApiError::PayloadTooLarge(serde_json::Value::Null),
             ApiError::Unprocessable(serde_json::Value::Null),
             ApiError::Unavailable(String::new()),
@@ -200,7 +215,8 @@ mod tests {
                 error.problem_type()
             );
         }
-        // Each listed type but the alert actions' conflict is a variant's.
-        assert_eq!(PROBLEM_TYPES.len(), every.len() + 1);
+        // Each listed type but the alert actions' conflict is a variant's
+        // (two variants answer bad-request).
+        assert_eq!(PROBLEM_TYPES.len(), every.len());
     }
 }

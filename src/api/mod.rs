@@ -20,6 +20,7 @@ mod patients;
 pub mod protocols;
 mod readings;
 mod session;
+mod thresholds;
 mod worklist;
 
 use std::sync::Arc;

@@ -60,6 +60,9 @@ caller's teams answers 404 like one that does not exist. Errors are RFC 9457 pro
             Forbidden,
             NotFound,
             Conflict,
+            FourEyesForbidden,
+            InvalidValues,
+            ProposalConflict,
             PayloadTooLarge,
             PayloadRejected,
             Unprocessable,
@@ -72,6 +75,7 @@ caller's teams answers 404 like one that does not exist. Errors are RFC 9457 pro
         (name = "ingest", description = "Readings and device statuses from gateways"),
         (name = "session", description = "Signing in and out"),
         (name = "worklist", description = "The worklist and alert actions"),
+        (name = "thresholds", description = "Personal thresholds: review-by dates, and four-eyes approval of looser ones"),
         (name = "patients", description = "A patient's record, readings, observations and access"),
         (name = "tuning", description = "Protocols, their versions and backtests, and alarm-burden figures, for coordinators"),
         (name = "meta", description = "This document")
@@ -117,8 +121,9 @@ impl Modify for SecuritySchemes {
 
 /// An RFC 9457 problem detail. Some problems add members: `retry_after_s`
 /// (429), the commit report's `stored`, `duplicates` and `rejected` (413,
-/// 422 `payload-rejected`), `problems` (422 `unprocessable`), and `alert`,
-/// the alert as it now is (409).
+/// 422 `payload-rejected`), `problems` (422 `unprocessable`, 400 of a
+/// personal threshold), `alert`, the alert as it now is (409), and
+/// `proposal`, the threshold proposal as it now is (409).
 #[derive(serde::Serialize, ToSchema)]
 pub struct Problem {
     /// A stable URN per kind of problem.
@@ -205,6 +210,15 @@ problem_responses! {
     /// 404.
     NotFound = (404, "No such resource, or one outside the caller's teams (answered alike, so that its existence does not leak).",
         ["urn:thuiswacht:problem:not-found"]);
+    /// 403 of an approval.
+    FourEyesForbidden = (403, "Not allowed for this caller (role or token scope; `csrf` without the session's CSRF token), or the proposer approving their own proposal (`four-eyes`: a second coordinator must).",
+        ["urn:thuiswacht:problem:forbidden", "urn:thuiswacht:problem:csrf", "urn:thuiswacht:problem:four-eyes"]);
+    /// 400 listing problems.
+    InvalidValues = (400, "The request is malformed, or its values cannot be accepted; `problems` then lists each one, and nothing is stored.",
+        ["urn:thuiswacht:problem:bad-request"]);
+    /// 409 of a threshold proposal.
+    ProposalConflict = (409, "The proposal was decided already (or meanwhile), or cannot be applied any more; `proposal` is the proposal as it now is.",
+        ["urn:thuiswacht:problem:conflict"]);
     /// 409.
     Conflict = (409, "The transition is not allowed now, or someone changed the alert meanwhile; `alert` is the alert as it now is (who claimed it).",
         ["urn:thuiswacht:problem:conflict"]);
@@ -258,6 +272,7 @@ pub fn api_router(settings: &Settings) -> OpenApiRouter<AppState> {
         .merge(super::session::router())
         .merge(super::access::router())
         .merge(super::worklist::router())
+        .merge(super::thresholds::router())
         .merge(super::patients::router())
         .merge(super::burden::router())
         .merge(super::protocols::router())

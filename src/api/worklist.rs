@@ -3,7 +3,9 @@
 //! - `GET /api/v1/worklist` — open alerts of the caller's teams, grouped per
 //!   patient, most urgent first; filters `team`, `status`, `priority`,
 //!   `patient`; paging `limit` (≤ 200) and `offset`; `lang=nl|en` for the
-//!   reasons. Every patient shown is audited.
+//!   reasons. Besides the alerts, unpaged: personal thresholds whose
+//!   review-by date has been reached, and (for coordinators) threshold
+//!   proposals awaiting a second coordinator. Every patient shown is audited.
 //! - `GET /api/v1/worklist/stream` — server-sent events: `alert` with
 //!   `{alert_id, patient_id, kind}` whenever an alert of the caller's teams
 //!   changes (raised, updated, claimed, …), `resync` when changes may have
@@ -83,6 +85,12 @@ pub struct WorklistPage {
     pub total: i64,
     pub limit: i64,
     pub offset: i64,
+    /// Personal thresholds in force whose review-by date has been reached
+    /// ("Drempel herbeoordelen"), earliest date first; not paged.
+    pub threshold_reviews: Vec<crate::thresholds::ReviewReminder>,
+    /// Threshold proposals awaiting a second coordinator, oldest first;
+    /// for coordinators (empty for everyone else); not paged.
+    pub threshold_proposals: Vec<crate::thresholds::ProposalReminder>,
 }
 
 /// Largest page.
@@ -165,10 +173,20 @@ async fn get_worklist(
 ) -> Result<Response, ApiError> {
     let query = params.query(&caller.visible_teams())?;
     let page = state.store.query_alerts(&query).await?;
+    let reminders = crate::thresholds::reminders(
+        state.store.as_ref(),
+        &state.settings,
+        query.teams.as_deref(),
+        query.patient_id,
+        caller.role() == Some(crate::store::Role::Coordinator),
+        params.lang(),
+    )
+    .await?;
     let mut shown: Vec<(Uuid, Uuid)> = page
         .items
         .iter()
         .map(|item| (item.alert.patient_id, item.team_id))
+        .chain(reminders.patients())
         .collect();
     shown.sort_unstable();
     shown.dedup();
@@ -178,6 +196,8 @@ async fn get_worklist(
         total: page.total,
         limit: query.limit,
         offset: query.offset,
+        threshold_reviews: reminders.reviews,
+        threshold_proposals: reminders.proposals,
     };
     Ok(no_store(Json(body)))
 }

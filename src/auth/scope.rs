@@ -4,7 +4,7 @@
 //! | caller | own team | other team |
 //! |---|---|---|
 //! | nurse | read, observe, act on alerts | 404 |
-//! | coordinator | as nurse, plus the access overview | 404 |
+//! | coordinator | as nurse, plus the access overview and personal thresholds | 404 |
 //! | admin | 404, unless an active break-glass grant: then read only | 404, same |
 //! | token `read` | read, if the team is in the token's scope | 404 |
 //! | token `observe` | observe, if the team is in the token's scope | 404 |
@@ -43,6 +43,9 @@ pub enum Purpose {
     Observe,
     /// Claiming, resolving, snoozing, escalating or annotating an alert (a change).
     AlertChange,
+    /// Setting, proposing, approving or rejecting a personal threshold
+    /// (coordinators; a change).
+    ThresholdChange,
 }
 
 impl Purpose {
@@ -50,7 +53,10 @@ impl Purpose {
     /// [`PatientAccess::record_change`] after the change) rather than
     /// reading it (audited by [`patient_for`] itself).
     pub const fn is_change(self) -> bool {
-        matches!(self, Purpose::Observe | Purpose::AlertChange)
+        matches!(
+            self,
+            Purpose::Observe | Purpose::AlertChange | Purpose::ThresholdChange
+        )
     }
 
     /// Returns the audit action of the purpose.
@@ -63,6 +69,7 @@ impl Purpose {
             Purpose::AccessOverview => AuditAction::ReadAccessOverview,
             Purpose::Observe => AuditAction::AddObservation,
             Purpose::AlertChange => AuditAction::ChangeAlert,
+            Purpose::ThresholdChange => AuditAction::ChangeThreshold,
         }
     }
 
@@ -122,7 +129,9 @@ pub fn decide(
                 return Decision::NotFound;
             }
             let allowed = match user.role {
-                Role::Nurse => purpose != Purpose::AccessOverview,
+                Role::Nurse => {
+                    !matches!(purpose, Purpose::AccessOverview | Purpose::ThresholdChange)
+                }
                 Role::Coordinator => true,
                 Role::Admin => purpose.is_plain_read(),
             };
@@ -306,7 +315,7 @@ mod tests {
         Purpose::Readings,
         Purpose::Search,
     ];
-    const ALL: [Purpose; 7] = [
+    const ALL: [Purpose; 8] = [
         Purpose::Worklist,
         Purpose::PatientPage,
         Purpose::Readings,
@@ -314,6 +323,7 @@ mod tests {
         Purpose::AccessOverview,
         Purpose::Observe,
         Purpose::AlertChange,
+        Purpose::ThresholdChange,
     ];
 
     #[test]
@@ -350,6 +360,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_coordinator_changes_personal_thresholds() {
+        let nurse = user(Role::Nurse, &[TEAM_A]);
+        let coordinator = user(Role::Coordinator, &[TEAM_A]);
+        assert_eq!(
+            decide(&nurse, TEAM_A, Purpose::ThresholdChange, false),
+            Decision::Forbidden
+        );
+        assert_eq!(
+            decide(&coordinator, TEAM_A, Purpose::ThresholdChange, false),
+            Decision::Allow
+        );
+        for scope in [TokenScope::Read, TokenScope::Observe, TokenScope::Ingest] {
+            assert!(!token_may(scope, Purpose::ThresholdChange));
+        }
+    }
+
+    #[test]
     fn a_coordinator_may_do_everything_in_her_team() {
         let coordinator = user(Role::Coordinator, &[TEAM_A]);
         for purpose in ALL {
@@ -373,6 +400,7 @@ mod tests {
             Purpose::Observe,
             Purpose::AlertChange,
             Purpose::AccessOverview,
+            Purpose::ThresholdChange,
         ] {
             assert_eq!(decide(&admin, TEAM_A, purpose, true), Decision::Forbidden);
         }

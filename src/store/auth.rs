@@ -169,6 +169,8 @@ pub enum AuditAction {
     AddObservation,
     /// A claim, resolve, snooze, escalate or note on an alert.
     ChangeAlert,
+    /// A personal threshold set, proposed, approved, rejected or withdrawn.
+    ChangeThreshold,
     BreakGlass,
     /// A caller reached for a patient outside its teams (answered 404).
     AccessRefused,
@@ -195,6 +197,7 @@ impl AuditAction {
             AuditAction::ReadAccessOverview => "read_access_overview",
             AuditAction::AddObservation => "add_observation",
             AuditAction::ChangeAlert => "change_alert",
+            AuditAction::ChangeThreshold => "change_threshold",
             AuditAction::BreakGlass => "break_glass",
             AuditAction::AccessRefused => "access_refused",
             AuditAction::UserAdded => "user_added",

@@ -7,9 +7,12 @@
 
 mod auth;
 mod pg_auth;
+mod pg_thresholds;
 mod postgres;
 mod sqlite;
 mod sqlite_auth;
+mod sqlite_thresholds;
+mod thresholds;
 pub mod writer;
 
 use std::sync::Arc;
@@ -33,6 +36,10 @@ pub use auth::{
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use thresholds::{
+    NewThresholdProposal, PendingProposalItem, ProposalStatus, ThresholdDecision,
+    ThresholdProposal, ThresholdReviewItem,
+};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +205,11 @@ pub struct NewRuleOverride {
     pub valid_until: Option<Timestamp>,
     pub author: String,
     pub reason: String,
+    /// When a coordinator should look at the version again (a date in the
+    /// team's time zone).
+    pub review_by: Option<chrono::NaiveDate>,
+    /// The second coordinator who approved a looser version.
+    pub approved_by: Option<String>,
 }
 
 /// One stored version of a patient's personal settings for one rule.
@@ -215,6 +227,8 @@ pub struct RuleOverride {
     pub author: String,
     pub reason: String,
     pub created_at: Timestamp,
+    pub review_by: Option<chrono::NaiveDate>,
+    pub approved_by: Option<String>,
 }
 
 /// A protocol version to store: the next version of `protocol_id`, if the
@@ -503,6 +517,75 @@ pub trait Store: Send + Sync + 'static {
         patient_id: Uuid,
         rule_key: &str,
     ) -> Result<Option<Alert>, StoreError>;
+
+    // Proposals of looser personal thresholds and review reminders
+    // (migration 0012); the rules that use them are in `crate::thresholds`.
+
+    /// Stores a pending proposal and returns it.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the patient does not exist.
+    async fn add_threshold_proposal(
+        &self,
+        proposal: &NewThresholdProposal,
+    ) -> Result<ThresholdProposal, StoreError>;
+    /// Returns one proposal.
+    async fn threshold_proposal(&self, id: i64) -> Result<Option<ThresholdProposal>, StoreError>;
+    /// Returns every proposal for one patient, oldest first.
+    async fn patient_threshold_proposals(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Vec<ThresholdProposal>, StoreError>;
+    /// Approves a pending proposal: in one transaction, marks it approved
+    /// and stores its settings as the rule's next version, valid from
+    /// `decision.at`, with the proposal's author, reason, end and review
+    /// date and `decision.decided_by` as approver. Returns both.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the proposal is no longer pending,
+    /// [`StoreError::NotFound`] when there is no such proposal.
+    async fn approve_threshold_proposal(
+        &self,
+        decision: &ThresholdDecision,
+    ) -> Result<(ThresholdProposal, RuleOverride), StoreError>;
+    /// Closes a pending proposal as `rejected` or `withdrawn` without
+    /// storing a version, and returns it.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when it is no longer pending,
+    /// [`StoreError::NotFound`] when there is no such proposal.
+    async fn close_threshold_proposal(
+        &self,
+        decision: &ThresholdDecision,
+        status: ProposalStatus,
+    ) -> Result<ThresholdProposal, StoreError>;
+    /// Withdraws every pending proposal for the patient's rule (a newer
+    /// change replaces them); returns their ids.
+    async fn withdraw_threshold_proposals(
+        &self,
+        patient_id: Uuid,
+        rule_key: &str,
+        decided_by: &str,
+        at: Timestamp,
+        note: &str,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// Returns the pending proposals of patients of `teams` (`None`: all;
+    /// `patient_id`: that patient's only), oldest first.
+    async fn pending_threshold_proposals(
+        &self,
+        teams: Option<&[Uuid]>,
+        patient_id: Option<Uuid>,
+    ) -> Result<Vec<PendingProposalItem>, StoreError>;
+    /// Returns, for patients of `teams` (`None`: all; `patient_id`: that
+    /// patient's only), every rule whose newest version in force at `at`
+    /// has a review-by date on or before `today`, earliest date first.
+    async fn threshold_reviews_due(
+        &self,
+        at: Timestamp,
+        today: chrono::NaiveDate,
+        teams: Option<&[Uuid]>,
+        patient_id: Option<Uuid>,
+    ) -> Result<Vec<ThresholdReviewItem>, StoreError>;
 
     // Users, sessions, the audit trail and break-glass (migration 0009);
     // the rules that use them are in `crate::auth`.

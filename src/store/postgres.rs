@@ -12,6 +12,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use super::thresholds::{
+    NewThresholdProposal, PendingProposalItem, ProposalStatus, ThresholdDecision,
+    ThresholdProposal, ThresholdReviewItem,
+};
 use super::{
     alert_from_parts, on_constraint, raw_preview, ActiveSession, AlertChange, AlertListItem,
     AlertOrder, AlertPage, AlertQuery, AuditRecord, BreakGlass, NewAuditRecord, NewBreakGlass,
@@ -669,8 +673,9 @@ impl Store for PgStore {
         loop {
             let result = sqlx::query(&format!(
                 "insert into rule_overrides
-                     (patient_id, rule_key, version, settings, valid_from, valid_until, author, reason)
-                 select $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7
+                     (patient_id, rule_key, version, settings, valid_from, valid_until, author, reason,
+                      review_by, approved_by)
+                 select $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9
                  from rule_overrides where patient_id = $1 and rule_key = $2
                  returning {RULE_OVERRIDE_COLUMNS}"
             ))
@@ -681,6 +686,8 @@ impl Store for PgStore {
             .bind(rule_override.valid_until.map(to_datetime))
             .bind(&rule_override.author)
             .bind(&rule_override.reason)
+            .bind(rule_override.review_by)
+            .bind(&rule_override.approved_by)
             .fetch_one(&self.pool)
             .await
             .map_err(|error| match on_constraint(error, "this version") {
@@ -1113,6 +1120,70 @@ impl Store for PgStore {
         row.as_ref().map(pg_alert).transpose()
     }
 
+    async fn add_threshold_proposal(
+        &self,
+        proposal: &NewThresholdProposal,
+    ) -> Result<ThresholdProposal, StoreError> {
+        self.pg_add_threshold_proposal(proposal).await
+    }
+
+    async fn threshold_proposal(&self, id: i64) -> Result<Option<ThresholdProposal>, StoreError> {
+        self.pg_threshold_proposal(id).await
+    }
+
+    async fn patient_threshold_proposals(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Vec<ThresholdProposal>, StoreError> {
+        self.pg_patient_threshold_proposals(patient_id).await
+    }
+
+    async fn approve_threshold_proposal(
+        &self,
+        decision: &ThresholdDecision,
+    ) -> Result<(ThresholdProposal, RuleOverride), StoreError> {
+        self.pg_approve_threshold_proposal(decision).await
+    }
+
+    async fn close_threshold_proposal(
+        &self,
+        decision: &ThresholdDecision,
+        status: ProposalStatus,
+    ) -> Result<ThresholdProposal, StoreError> {
+        self.pg_close_threshold_proposal(decision, status).await
+    }
+
+    async fn withdraw_threshold_proposals(
+        &self,
+        patient_id: Uuid,
+        rule_key: &str,
+        decided_by: &str,
+        at: Timestamp,
+        note: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.pg_withdraw_threshold_proposals(patient_id, rule_key, decided_by, at, note)
+            .await
+    }
+
+    async fn pending_threshold_proposals(
+        &self,
+        teams: Option<&[Uuid]>,
+        patient_id: Option<Uuid>,
+    ) -> Result<Vec<PendingProposalItem>, StoreError> {
+        self.pg_pending_threshold_proposals(teams, patient_id).await
+    }
+
+    async fn threshold_reviews_due(
+        &self,
+        at: Timestamp,
+        today: chrono::NaiveDate,
+        teams: Option<&[Uuid]>,
+        patient_id: Option<Uuid>,
+    ) -> Result<Vec<ThresholdReviewItem>, StoreError> {
+        self.pg_threshold_reviews_due(at, today, teams, patient_id)
+            .await
+    }
+
     async fn add_user(&self, user: &NewUser) -> Result<Uuid, StoreError> {
         self.pg_add_user(user).await
     }
@@ -1233,10 +1304,13 @@ impl Store for PgStore {
     }
 }
 
-const RULE_OVERRIDE_COLUMNS: &str = "id, patient_id, rule_key, version, settings, valid_from, \
-     valid_until, author, reason, created_at";
+pub(super) const RULE_OVERRIDE_COLUMNS: &str =
+    "id, patient_id, rule_key, version, settings, valid_from, \
+     valid_until, author, reason, created_at, review_by, approved_by";
 
-fn rule_override_from_row(row: &sqlx::postgres::PgRow) -> Result<RuleOverride, StoreError> {
+pub(super) fn rule_override_from_row(
+    row: &sqlx::postgres::PgRow,
+) -> Result<RuleOverride, StoreError> {
     let settings: serde_json::Value = row.get(4);
     Ok(RuleOverride {
         id: row.get(0),
@@ -1250,6 +1324,8 @@ fn rule_override_from_row(row: &sqlx::postgres::PgRow) -> Result<RuleOverride, S
         author: row.get(7),
         reason: row.get(8),
         created_at: from_datetime(row.get(9)),
+        review_by: row.get(10),
+        approved_by: row.get(11),
     })
 }
 

@@ -13,6 +13,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
+use super::thresholds::{
+    NewThresholdProposal, PendingProposalItem, ProposalStatus, ThresholdDecision,
+    ThresholdProposal, ThresholdReviewItem,
+};
 use super::{
     alert_from_parts, on_constraint, postgres::mark_new, raw_preview, ActiveSession, AlertChange,
     AlertListItem, AlertOrder, AlertPage, AlertQuery, AuditRecord, BreakGlass, NewAuditRecord,
@@ -621,8 +625,9 @@ impl Store for SqliteStore {
         // number cannot be taken twice.
         let row = sqlx::query(&format!(
             "insert into rule_overrides
-                 (patient_id, rule_key, version, settings, valid_from, valid_until, author, reason, created_at)
-             select ?1, ?2, coalesce(max(version), 0) + 1, ?3, ?4, ?5, ?6, ?7, ?8
+                 (patient_id, rule_key, version, settings, valid_from, valid_until, author, reason, created_at,
+                  review_by, approved_by)
+             select ?1, ?2, coalesce(max(version), 0) + 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
              from rule_overrides where patient_id = ?1 and rule_key = ?2
              returning {RULE_OVERRIDE_COLUMNS}"
         ))
@@ -634,6 +639,8 @@ impl Store for SqliteStore {
         .bind(&rule_override.author)
         .bind(&rule_override.reason)
         .bind(Timestamp::now().micros())
+        .bind(rule_override.review_by.map(date_text))
+        .bind(&rule_override.approved_by)
         .fetch_one(&self.pool)
         .await
         .map_err(|error| match on_constraint(error, "this version") {
@@ -1067,6 +1074,71 @@ impl Store for SqliteStore {
         row.as_ref().map(sqlite_alert).transpose()
     }
 
+    async fn add_threshold_proposal(
+        &self,
+        proposal: &NewThresholdProposal,
+    ) -> Result<ThresholdProposal, StoreError> {
+        self.sqlite_add_threshold_proposal(proposal).await
+    }
+
+    async fn threshold_proposal(&self, id: i64) -> Result<Option<ThresholdProposal>, StoreError> {
+        self.sqlite_threshold_proposal(id).await
+    }
+
+    async fn patient_threshold_proposals(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Vec<ThresholdProposal>, StoreError> {
+        self.sqlite_patient_threshold_proposals(patient_id).await
+    }
+
+    async fn approve_threshold_proposal(
+        &self,
+        decision: &ThresholdDecision,
+    ) -> Result<(ThresholdProposal, RuleOverride), StoreError> {
+        self.sqlite_approve_threshold_proposal(decision).await
+    }
+
+    async fn close_threshold_proposal(
+        &self,
+        decision: &ThresholdDecision,
+        status: ProposalStatus,
+    ) -> Result<ThresholdProposal, StoreError> {
+        self.sqlite_close_threshold_proposal(decision, status).await
+    }
+
+    async fn withdraw_threshold_proposals(
+        &self,
+        patient_id: Uuid,
+        rule_key: &str,
+        decided_by: &str,
+        at: Timestamp,
+        note: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.sqlite_withdraw_threshold_proposals(patient_id, rule_key, decided_by, at, note)
+            .await
+    }
+
+    async fn pending_threshold_proposals(
+        &self,
+        teams: Option<&[Uuid]>,
+        patient_id: Option<Uuid>,
+    ) -> Result<Vec<PendingProposalItem>, StoreError> {
+        self.sqlite_pending_threshold_proposals(teams, patient_id)
+            .await
+    }
+
+    async fn threshold_reviews_due(
+        &self,
+        at: Timestamp,
+        today: chrono::NaiveDate,
+        teams: Option<&[Uuid]>,
+        patient_id: Option<Uuid>,
+    ) -> Result<Vec<ThresholdReviewItem>, StoreError> {
+        self.sqlite_threshold_reviews_due(at, today, teams, patient_id)
+            .await
+    }
+
     async fn add_user(&self, user: &NewUser) -> Result<Uuid, StoreError> {
         self.sqlite_add_user(user).await
     }
@@ -1195,10 +1267,24 @@ impl Store for SqliteStore {
     }
 }
 
-const RULE_OVERRIDE_COLUMNS: &str = "id, patient_id, rule_key, version, settings, valid_from, \
-     valid_until, author, reason, created_at";
+pub(super) const RULE_OVERRIDE_COLUMNS: &str =
+    "id, patient_id, rule_key, version, settings, valid_from, \
+     valid_until, author, reason, created_at, review_by, approved_by";
 
-fn rule_override_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RuleOverride, StoreError> {
+/// A date as stored: text `YYYY-MM-DD`, which sorts as the date does.
+pub(super) fn date_text(date: chrono::NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+/// Reads a date stored by [`date_text`].
+pub(super) fn parse_date(text: &str) -> Result<chrono::NaiveDate, StoreError> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| StoreError::NotFound(format!("valid date {text}")))
+}
+
+pub(super) fn rule_override_from_row(
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<RuleOverride, StoreError> {
     let patient_id: &str = row.get(1);
     let settings: &str = row.get(4);
     Ok(RuleOverride {
@@ -1213,6 +1299,8 @@ fn rule_override_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RuleOverride,
         author: row.get(7),
         reason: row.get(8),
         created_at: Timestamp(row.get(9)),
+        review_by: row.get::<Option<&str>, _>(10).map(parse_date).transpose()?,
+        approved_by: row.get(11),
     })
 }
 

@@ -134,6 +134,36 @@ pub struct Texts {
     pub personal_thresholds: &'static str,
     pub no_personal_thresholds: &'static str,
     pub personal_mark: &'static str,
+    pub review_threshold: &'static str,
+    pub reviews_title: &'static str,
+    pub review_by: &'static str,
+    pub review_due_mark: &'static str,
+    pub proposal_awaits: &'static str,
+    pub proposals_title: &'static str,
+    pub no_pending_proposals: &'static str,
+    pub proposed_by: &'static str,
+    pub approved_by: &'static str,
+    pub set_threshold: &'static str,
+    pub set_threshold_hint: &'static str,
+    pub field_above: &'static str,
+    pub field_below: &'static str,
+    pub field_recover_at: &'static str,
+    pub field_for_minutes: &'static str,
+    pub field_repeat_count: &'static str,
+    pub field_repeat_of: &'static str,
+    pub field_delta: &'static str,
+    pub field_window_hours: &'static str,
+    pub field_due_by: &'static str,
+    pub field_enabled: &'static str,
+    pub valid_until_optional: &'static str,
+    pub save_threshold: &'static str,
+    pub approve: &'static str,
+    pub reject: &'static str,
+    pub withdraw: &'static str,
+    pub decision_note: &'static str,
+    pub own_proposal: &'static str,
+    pub threshold_applied: &'static str,
+    pub threshold_proposed: &'static str,
     pub valid: &'static str,
     pub until: &'static str,
     pub author: &'static str,
@@ -235,6 +265,15 @@ pub fn moment(lang: Lang, zone: chrono_tz::Tz, at: Timestamp) -> String {
         local.hour(),
         local.minute()
     )
+}
+
+/// Formats a calendar date as nurses read it: "1 dec 2026".
+pub fn date(lang: Lang, date: chrono::NaiveDate) -> String {
+    let month = match lang {
+        Lang::Nl => MONTHS_NL[date.month0() as usize],
+        Lang::En => MONTHS_EN[date.month0() as usize],
+    };
+    format!("{} {month} {}", date.day(), date.year())
 }
 
 const NL: Texts = Texts {
@@ -350,6 +389,36 @@ const NL: Texts = Texts {
     personal_thresholds: "Persoonlijke grenzen",
     no_personal_thresholds: "Geen persoonlijke grenzen: het protocol geldt.",
     personal_mark: "* persoonlijke grens, gaat voor het protocol",
+    review_threshold: "Drempel herbeoordelen",
+    reviews_title: "Drempels herbeoordelen",
+    review_by: "Herbeoordelen uiterlijk",
+    review_due_mark: "herbeoordelen",
+    proposal_awaits: "Drempelvoorstel wacht op een tweede coördinator",
+    proposals_title: "Drempelvoorstellen die wachten op een tweede coördinator",
+    no_pending_proposals: "Geen voorstellen die wachten.",
+    proposed_by: "Voorgesteld door",
+    approved_by: "Goedgekeurd door",
+    set_threshold: "Persoonlijke grens instellen",
+    set_threshold_hint: "Strenger (eerder, vaker of urgenter melden) geldt direct. Ruimer geldt pas als een tweede coördinator het goedkeurt.",
+    field_above: "Melden boven",
+    field_below: "Melden onder",
+    field_recover_at: "Herstelt bij",
+    field_for_minutes: "Minuten aanhoudend",
+    field_repeat_count: "Aantal metingen",
+    field_repeat_of: "Van de laatste",
+    field_delta: "Verandering",
+    field_window_hours: "Over (uren)",
+    field_due_by: "Gemeten vóór",
+    field_enabled: "Regel aan voor deze cliënt",
+    valid_until_optional: "Geldig tot (optioneel)",
+    save_threshold: "Opslaan",
+    approve: "Goedkeuren",
+    reject: "Afwijzen",
+    withdraw: "Intrekken",
+    decision_note: "Toelichting (optioneel)",
+    own_proposal: "Uw eigen voorstel: een andere coördinator keurt het goed.",
+    threshold_applied: "Opgeslagen: geldt direct.",
+    threshold_proposed: "Voorstel ingediend: geldt pas na goedkeuring door een tweede coördinator.",
     valid: "Geldig vanaf",
     until: "tot",
     author: "Door",
@@ -495,6 +564,36 @@ const EN: Texts = Texts {
     personal_thresholds: "Personal thresholds",
     no_personal_thresholds: "No personal thresholds: the protocol applies.",
     personal_mark: "* personal threshold, wins over the protocol",
+    review_threshold: "Review threshold",
+    reviews_title: "Thresholds to review",
+    review_by: "Review by",
+    review_due_mark: "review due",
+    proposal_awaits: "Threshold proposal awaiting a second coordinator",
+    proposals_title: "Threshold proposals awaiting a second coordinator",
+    no_pending_proposals: "No proposals waiting.",
+    proposed_by: "Proposed by",
+    approved_by: "Approved by",
+    set_threshold: "Set a personal threshold",
+    set_threshold_hint: "Stricter (alerting sooner, more often or more urgently) applies at once. Looser applies only once a second coordinator approves it.",
+    field_above: "Alert above",
+    field_below: "Alert below",
+    field_recover_at: "Recovers at",
+    field_for_minutes: "Minutes sustained",
+    field_repeat_count: "Readings meeting it",
+    field_repeat_of: "Of the last",
+    field_delta: "Change",
+    field_window_hours: "Over (hours)",
+    field_due_by: "Measured by",
+    field_enabled: "Rule on for this patient",
+    valid_until_optional: "Valid until (optional)",
+    save_threshold: "Save",
+    approve: "Approve",
+    reject: "Reject",
+    withdraw: "Withdraw",
+    decision_note: "Note (optional)",
+    own_proposal: "Your own proposal: another coordinator approves it.",
+    threshold_applied: "Saved: applies at once.",
+    threshold_proposed: "Proposal submitted: applies once a second coordinator approves it.",
     valid: "Valid from",
     until: "until",
     author: "By",
@@ -560,6 +659,13 @@ mod tests {
             moment(Lang::En, chrono_tz::Europe::Amsterdam, summer),
             "1 Jul 10:05"
         );
+    }
+
+    #[test]
+    fn dates_read_as_nurses_say_them() {
+        let date = chrono::NaiveDate::from_ymd_opt(2027, 3, 1).unwrap();
+        assert_eq!(super::date(Lang::Nl, date), "1 mrt 2027");
+        assert_eq!(super::date(Lang::En, date), "1 Mar 2027");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod i18n;
 mod patient_page;
 mod protocol_texts;
 mod protocols_page;
+mod threshold_forms;
 mod trend;
 mod worklist_page;
 

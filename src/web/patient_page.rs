@@ -9,7 +9,9 @@
 //! - the notes written on those alerts;
 //! - devices with their last contact, battery and fault;
 //! - protocols and personal thresholds (every version, the one in force
-//!   marked).
+//!   marked, with its review-by date), the proposals awaiting a second
+//!   coordinator and, for coordinators, a form per rule to set one
+//!   (`super::threshold_forms`).
 //!
 //! Scoped and audited through [`crate::auth::patient_for`]: a patient
 //! outside the viewer's teams answers 404.
@@ -32,7 +34,9 @@ use crate::api::{ApiError, AppState};
 use crate::auth::{patient_for, Purpose};
 use crate::domain::{DeviceStatus, Metric, Timestamp};
 use crate::protocols::{Protocol, Rule, RuleKind};
-use crate::store::{AlertOrder, AlertQuery, Patient, RuleOverride, StoredReading};
+use crate::store::{
+    AlertOrder, AlertQuery, Patient, Role, RuleOverride, StoredReading, ThresholdProposal,
+};
 use crate::validate::DeviceRecord;
 use crate::worklist::{self, capitalised, Lang, WorklistAlert};
 
@@ -67,6 +71,7 @@ struct PatientView {
     truncated: bool,
     devices: Vec<(DeviceRecord, Option<DeviceStatus>)>,
     overrides: Vec<RuleOverride>,
+    proposals: Vec<ThresholdProposal>,
     protocols: BTreeMap<String, Protocol>,
     from: Timestamp,
     to: Timestamp,
@@ -139,8 +144,8 @@ async fn read(
         devices.push((device, status));
     }
     let overrides = state.store.patient_rule_overrides(patient.id).await?;
-    let protocols = crate::protocols::load_dir(&state.settings.alerts_dir)
-        .map_err(|error| ApiError::Unavailable(error.to_string()))?;
+    let proposals = state.store.patient_threshold_proposals(patient.id).await?;
+    let protocols = (*state.protocols.current()).clone();
     Ok(PatientView {
         patient,
         alerts,
@@ -148,6 +153,7 @@ async fn read(
         truncated,
         devices,
         overrides,
+        proposals,
         protocols,
         from,
         to,
@@ -286,6 +292,37 @@ fn render(texts: &Texts, viewer: &Viewer, view: &PatientView) -> Markup {
         (notes(texts, clock, &view.alerts))
         (devices(texts, clock, view))
         (protocols(texts, clock, view))
+        (super::threshold_forms::render(texts, clock, &threshold_part(viewer, view)))
+    }
+}
+
+/// The personal-threshold part's data: every rule of the patient's
+/// protocols with the rule in force.
+fn threshold_part<'a>(
+    viewer: &'a Viewer,
+    view: &'a PatientView,
+) -> super::threshold_forms::ThresholdPart<'a> {
+    let in_force = crate::thresholds::versions_in_force(&view.overrides, view.to);
+    let mut rules = Vec::new();
+    for protocol_id in &view.patient.protocols {
+        let Some(protocol) = view.protocols.get(protocol_id) else {
+            continue;
+        };
+        for rule in &protocol.rules {
+            let key = format!("{protocol_id}/{}", rule.id);
+            let current = crate::thresholds::rule_with(rule, in_force.get(key.as_str()).copied());
+            rules.push((key, rule, current));
+        }
+    }
+    let user = &viewer.signed_in.session.user;
+    let today = crate::triage::schedule::local_date(view.to, viewer.zone);
+    super::threshold_forms::ThresholdPart {
+        patient_id: view.patient.id,
+        rules,
+        proposals: &view.proposals,
+        viewer: &user.username,
+        coordinator: user.role == Role::Coordinator,
+        earliest_review: today.succ_opt().unwrap_or(today),
     }
 }
 
@@ -591,6 +628,7 @@ fn protocols(texts: &Texts, clock: Clock, view: &PatientView) -> Markup {
     let in_force = overrides_in_force(&view.overrides, view.to);
     let mut versions: Vec<&RuleOverride> = view.overrides.iter().collect();
     versions.sort_by_key(|version| std::cmp::Reverse(version.id));
+    let today = crate::triage::schedule::local_date(view.to, clock.zone);
     html! {
         section aria-labelledby="protocols" {
             h2 id="protocols" { (texts.protocols) }
@@ -616,6 +654,7 @@ fn protocols(texts: &Texts, clock: Clock, view: &PatientView) -> Markup {
                     thead { tr {
                         th scope="col" { (texts.rule) } th scope="col" { (texts.version) } th scope="col" { (texts.condition) }
                         th scope="col" { (texts.valid) } th scope="col" { (texts.author) } th scope="col" { (texts.reason) }
+                        th scope="col" { (texts.review_by) } th scope="col" { (texts.approved_by) }
                     } }
                     tbody {
                         @for version in versions {
@@ -630,6 +669,15 @@ fn protocols(texts: &Texts, clock: Clock, view: &PatientView) -> Markup {
                                 }
                                 td { (version.author) }
                                 td { (version.reason) }
+                                td {
+                                    @if let Some(date) = version.review_by {
+                                        (super::i18n::date(lang, date))
+                                        @if current && crate::thresholds::review_due(version, today) {
+                                            " " strong class="review-due" { (texts.review_due_mark) }
+                                        }
+                                    }
+                                }
+                                td { (version.approved_by.as_deref().unwrap_or("—")) }
                             }
                         }
                     }

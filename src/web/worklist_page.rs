@@ -3,7 +3,10 @@
 //! of the viewer's teams changed.
 //!
 //! Both read the same ranked, team-scoped list as `GET /api/v1/worklist`
-//! and audit every patient shown.
+//! and audit every patient shown. The page also lists personal thresholds
+//! due for review and, for coordinators, threshold proposals awaiting a
+//! second coordinator (they change with no alert, so the live update
+//! leaves them be).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,19 +14,25 @@ use axum::response::Response;
 use maud::{html, Markup};
 
 use super::explain::{alert_row, Clock};
-use super::i18n::{fill, Texts};
+use super::i18n::{self, fill, Texts};
 use super::{layout, page_error, page_response, Viewer};
 use crate::api::{ApiError, AppState};
 use crate::auth::{audit_reads, Purpose};
 use crate::domain::Timestamp;
-use crate::store::AlertQuery;
-use crate::worklist::{self, PatientGroup};
+use crate::store::{AlertQuery, Role};
+use crate::thresholds::Reminders;
+use crate::worklist::{self, Lang, PatientGroup};
 
 /// Alerts on one page: far more than a team has open on a normal day.
 const PAGE_ALERTS: i64 = 200;
 
-/// Reads the viewer's worklist and audits the patients on it.
-async fn read(state: &AppState, viewer: &Viewer) -> Result<(Vec<PatientGroup>, i64), ApiError> {
+/// Reads the viewer's worklist (with the threshold reminders when asked)
+/// and audits the patients on it.
+async fn read(
+    state: &AppState,
+    viewer: &Viewer,
+    with_reminders: bool,
+) -> Result<(Vec<PatientGroup>, i64, Reminders), ApiError> {
     let caller = viewer.caller();
     let teams = match caller.visible_teams() {
         crate::store::TeamScope::All => None,
@@ -35,10 +44,24 @@ async fn read(state: &AppState, viewer: &Viewer) -> Result<(Vec<PatientGroup>, i
         ..AlertQuery::default()
     };
     let page = state.store.query_alerts(&query).await?;
+    let reminders = if with_reminders {
+        crate::thresholds::reminders(
+            state.store.as_ref(),
+            &state.settings,
+            query.teams.as_deref(),
+            None,
+            caller.role() == Some(Role::Coordinator),
+            viewer.lang,
+        )
+        .await?
+    } else {
+        Reminders::default()
+    };
     let mut shown: Vec<(uuid::Uuid, uuid::Uuid)> = page
         .items
         .iter()
         .map(|item| (item.alert.patient_id, item.team_id))
+        .chain(reminders.patients())
         .collect();
     shown.sort_unstable();
     shown.dedup();
@@ -46,7 +69,49 @@ async fn read(state: &AppState, viewer: &Viewer) -> Result<(Vec<PatientGroup>, i
     Ok((
         worklist::group(page.items, Timestamp::now(), viewer.lang),
         page.total,
+        reminders,
     ))
+}
+
+/// Personal thresholds due for review, and proposals awaiting a second
+/// coordinator; nothing when there are none.
+fn reminders(texts: &Texts, lang: Lang, reminders: &Reminders) -> Markup {
+    html! {
+        @if !reminders.reviews.is_empty() {
+            section class="reminders" aria-labelledby="threshold-reviews" {
+                h2 id="threshold-reviews" { (texts.reviews_title) }
+                ul class="threshold-reviews" {
+                    @for review in &reminders.reviews {
+                        li data-patient=(review.patient_id) data-rule=(review.rule_key) {
+                            strong { (review.title) } ": "
+                            a href=(format!("/patients/{}", review.patient_id)) { (review.patient_display_name) }
+                            " " span class="team" { (review.team) }
+                            " · " code { (review.rule_key) }
+                            " · " (texts.review_by) " "
+                            time datetime=(review.review_by.to_string()) { (i18n::date(lang, review.review_by)) }
+                        }
+                    }
+                }
+            }
+        }
+        @if !reminders.proposals.is_empty() {
+            section class="reminders" aria-labelledby="threshold-proposals" {
+                h2 id="threshold-proposals" { (texts.proposals_title) }
+                ul class="threshold-proposals" {
+                    @for proposal in &reminders.proposals {
+                        li data-patient=(proposal.patient_id) data-proposal=(proposal.proposal_id) {
+                            strong { (proposal.title) } ": "
+                            a href=(format!("/patients/{}#threshold-proposals", proposal.patient_id)) { (proposal.patient_display_name) }
+                            " " span class="team" { (proposal.team) }
+                            " · " code { (proposal.rule_key) }
+                            " · " (texts.proposed_by) " " (proposal.author)
+                            " · " (proposal.reason)
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The ranked patient groups; also the body of `/worklist/rows`.
@@ -86,7 +151,7 @@ fn rows(texts: &Texts, clock: Clock, groups: &[PatientGroup], total: i64) -> Mar
 
 /// `GET /`: the worklist.
 pub async fn page(State(state): State<AppState>, viewer: Viewer) -> Response {
-    let (groups, total) = match read(&state, &viewer).await {
+    let (groups, total, threshold_reminders) = match read(&state, &viewer, true).await {
         Ok(read) => read,
         Err(error) => return page_error(&viewer, error),
     };
@@ -102,6 +167,7 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> Response {
         div id="worklist" data-rows=(format!("/worklist/rows?lang={}", viewer.lang.code())) {
             (rows(texts, clock, &groups, total))
         }
+        (reminders(texts, viewer.lang, &threshold_reminders))
     };
     page_response(
         &viewer,
@@ -112,7 +178,7 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> Response {
 
 /// `GET /worklist/rows`: the rows alone, for the live update.
 pub async fn rows_fragment(State(state): State<AppState>, viewer: Viewer) -> Response {
-    let (groups, total) = match read(&state, &viewer).await {
+    let (groups, total, _) = match read(&state, &viewer, false).await {
         Ok(read) => read,
         Err(error) => return page_error(&viewer, error),
     };

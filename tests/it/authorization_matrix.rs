@@ -5,13 +5,14 @@
 //!
 //! The expected answers are the table of `src/auth/scope.rs`, written out
 //! here independently: out of scope is 404 (never 403, so existence does
-//! not leak), in scope but not for this role or token is 403.
+//! not leak), in scope but not for this role or token is 403. Personal
+//! thresholds are changed and decided by coordinators only.
 
 use reqwest::{Client, Method, StatusCode};
 use thuiswacht::alert_book::NewAlert;
 use thuiswacht::domain::Timestamp;
-use thuiswacht::protocols::Priority;
-use thuiswacht::store::{Role, TeamScope, TokenScope};
+use thuiswacht::protocols::{Priority, RuleSettings};
+use thuiswacht::store::{NewThresholdProposal, ProposalStatus, Role, TeamScope, TokenScope};
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
 
@@ -43,9 +44,13 @@ enum Action {
     Observe,
     AccessOverview,
     PatientPage,
+    Thresholds,
+    SetThreshold,
+    ApproveThreshold,
+    RejectThreshold,
 }
 
-const ACTIONS: [Action; 11] = [
+const ACTIONS: [Action; 15] = [
     Action::Patient,
     Action::Readings,
     Action::Alert,
@@ -57,13 +62,29 @@ const ACTIONS: [Action; 11] = [
     Action::Observe,
     Action::AccessOverview,
     Action::PatientPage,
+    Action::Thresholds,
+    Action::SetThreshold,
+    Action::ApproveThreshold,
+    Action::RejectThreshold,
 ];
 
 impl Action {
     const fn is_plain_read(self) -> bool {
         matches!(
             self,
-            Action::Patient | Action::Readings | Action::Alert | Action::PatientPage
+            Action::Patient
+                | Action::Readings
+                | Action::Alert
+                | Action::PatientPage
+                | Action::Thresholds
+        )
+    }
+
+    /// Coordinators only.
+    const fn is_threshold_change(self) -> bool {
+        matches!(
+            self,
+            Action::SetThreshold | Action::ApproveThreshold | Action::RejectThreshold
         )
     }
 
@@ -78,6 +99,8 @@ impl Action {
     const fn ok(self) -> StatusCode {
         match self {
             Action::Observe => StatusCode::CREATED,
+            // A looser threshold: a proposal awaiting a second coordinator.
+            Action::SetThreshold => StatusCode::ACCEPTED,
             _ => StatusCode::OK,
         }
     }
@@ -90,7 +113,9 @@ fn expected(who: Who, action: Action, own: bool) -> StatusCode {
         Who::Nurse | Who::Coordinator => {
             if !own {
                 S::NOT_FOUND
-            } else if action == Action::AccessOverview && who == Who::Nurse {
+            } else if who == Who::Nurse
+                && (action == Action::AccessOverview || action.is_threshold_change())
+            {
                 S::FORBIDDEN
             } else {
                 action.ok()
@@ -171,6 +196,21 @@ impl Credentials {
             None => request,
         };
         request.send().await.unwrap().status()
+    }
+}
+
+/// A pending proposal by a coordinator who is none of the callers, so that
+/// four eyes never decide the cell.
+fn new_proposal(patient: Uuid) -> NewThresholdProposal {
+    NewThresholdProposal {
+        patient_id: patient,
+        rule_key: "default/tachycardia".to_owned(),
+        settings: serde_json::from_str::<RuleSettings>(r#"{"above": 120}"#).unwrap(),
+        valid_until: None,
+        review_by: chrono::Utc::now().date_naive() + chrono::Days::new(90),
+        author: "dirk".to_owned(),
+        reason: "sporter, rustpols hoog".to_owned(),
+        created_at: Timestamp::now(),
     }
 }
 
@@ -257,6 +297,7 @@ async fn every_caller_reaches_exactly_what_its_role_and_teams_allow() {
     // an alert of its own, so earlier cells cannot change later ones.
     let mut mismatches = Vec::new();
     let mut cells = 0;
+    let mut decided = Vec::new();
     for (who, credentials) in &callers {
         for (patient, own) in [(assen_patient, true), (emmen_patient, false)] {
             for action in ACTIONS {
@@ -265,6 +306,14 @@ async fn every_caller_reaches_exactly_what_its_role_and_teams_allow() {
                     .await
                     .unwrap();
                 let alert_url = format!("{http}/api/v1/alerts/{}", alert.id);
+                let proposal = store
+                    .add_threshold_proposal(&new_proposal(patient))
+                    .await
+                    .unwrap();
+                let proposal_url = format!("{http}/api/v1/threshold-proposals/{}", proposal.id);
+                if matches!(action, Action::ApproveThreshold | Action::RejectThreshold) {
+                    decided.push((*who, action, own, proposal.id));
+                }
                 let until = (chrono::Utc::now() + chrono::Duration::minutes(30)).to_rfc3339();
                 let (method, url, body) = match action {
                     Action::Patient => (
@@ -316,6 +365,31 @@ async fn every_caller_reaches_exactly_what_its_role_and_teams_allow() {
                     Action::PatientPage => {
                         (Method::GET, format!("{http}/patients/{patient}"), None)
                     }
+                    Action::Thresholds => (
+                        Method::GET,
+                        format!("{http}/api/v1/patients/{patient}/thresholds"),
+                        None,
+                    ),
+                    Action::SetThreshold => (
+                        Method::POST,
+                        format!("{http}/api/v1/patients/{patient}/thresholds"),
+                        Some(serde_json::json!({
+                            "rule": "default/fever",
+                            "settings": {"above": 38.5},
+                            "reason": "loopt 's avonds warm",
+                            "review_by": (chrono::Utc::now().date_naive() + chrono::Days::new(90)).to_string(),
+                        })),
+                    ),
+                    Action::ApproveThreshold => (
+                        Method::POST,
+                        format!("{proposal_url}/approve"),
+                        Some(serde_json::json!({})),
+                    ),
+                    Action::RejectThreshold => (
+                        Method::POST,
+                        format!("{proposal_url}/reject"),
+                        Some(serde_json::json!({"note": "niet nodig"})),
+                    ),
                 };
                 let status = credentials.call(method, &url, body).await;
                 let expected = expected(*who, action, own);
@@ -354,6 +428,35 @@ async fn every_caller_reaches_exactly_what_its_role_and_teams_allow() {
                 );
             }
         }
+    }
+    // Every decision by someone allowed decided its proposal, and nothing
+    // else did; one threshold proposal was made, by the coordinator.
+    for (who, action, own, proposal_id) in decided {
+        let status = store
+            .threshold_proposal(proposal_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
+        let wanted = if !expected(who, action, own).is_success() {
+            ProposalStatus::Pending
+        } else if action == Action::ApproveThreshold {
+            ProposalStatus::Approved
+        } else {
+            ProposalStatus::Rejected
+        };
+        assert_eq!(status, wanted, "{who:?} {action:?} own={own}");
+    }
+    for (patient, made) in [(assen_patient, 1), (emmen_patient, 0)] {
+        let fever: Vec<_> = store
+            .patient_threshold_proposals(patient)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|proposal| proposal.rule_key == "default/fever")
+            .collect();
+        assert_eq!(fever.len(), made, "{fever:#?}");
+        assert!(fever.iter().all(|proposal| proposal.author == "carla"));
     }
     app.stop().await;
 }

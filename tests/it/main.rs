@@ -24,6 +24,7 @@ mod protocols;
 mod simulator;
 mod snooze;
 mod store_contract;
+mod thresholds;
 mod triage_alerts;
 mod triage_rebuild;
 mod web_pages;

@@ -217,6 +217,8 @@ async fn a_personal_threshold_applies_to_readings_after_it_is_set() {
             valid_until: None,
             author: "coördinator Jansen".to_owned(),
             reason: "habitually 38.1 in the evening".to_owned(),
+            review_by: None,
+            approved_by: None,
         })
         .await
         .unwrap();
@@ -284,6 +286,8 @@ async fn an_accepted_temporary_threshold_keeps_a_resolved_alert_quiet_but_not_de
             valid_until: Some(now.plus_micros(2 * 86_400_000_000)),
             author: "anouk".to_owned(),
             reason: "accepted when resolving: known fever, antibiotics since yesterday".to_owned(),
+            review_by: None,
+            approved_by: None,
         })
         .await
         .unwrap();

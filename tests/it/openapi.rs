@@ -14,7 +14,8 @@ use serde_json::Value;
 use thuiswacht::alert_book::NewAlert;
 use thuiswacht::domain::Timestamp;
 use thuiswacht::protocols::Priority;
-use thuiswacht::store::{NewUser, Role};
+use thuiswacht::protocols::RuleSettings;
+use thuiswacht::store::{NewThresholdProposal, NewUser, Role};
 use thuiswacht::triage::urgency::NtsLevel;
 use uuid::Uuid;
 
@@ -372,7 +373,8 @@ async fn a_broken_document_fails_the_validation() {
 async fn every_documented_operation_is_served_and_answers_as_documented() {
     // Arrange: a coordinator of Assen (the document's example sign-in), a
     // patient with the blood-pressure monitor of the document's examples,
-    // and a gateway's ingest token.
+    // and a gateway's ingest token. Threshold proposals to decide on are
+    // another coordinator's (nobody approves their own).
     let database = TestDatabase::create().await;
     let mut settings = test_settings(&database.url, &unique_topic_root());
     settings.triage_enabled = false;
@@ -425,6 +427,24 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
         let mut url = path.clone();
         for name in template_params(path) {
             let value = match name.as_str() {
+                // A fresh proposal per operation, so that each decision applies.
+                "proposal_id" => {
+                    let proposal = store
+                        .add_threshold_proposal(&NewThresholdProposal {
+                            patient_id: patient,
+                            rule_key: "default/fever".to_owned(),
+                            settings: serde_json::from_str::<RuleSettings>(r#"{"above": 38.6}"#)
+                                .unwrap(),
+                            valid_until: None,
+                            review_by: chrono::Utc::now().date_naive() + chrono::Days::new(90),
+                            author: "dirk".to_owned(),
+                            reason: "loopt warm".to_owned(),
+                            created_at: Timestamp::now(),
+                        })
+                        .await
+                        .unwrap();
+                    proposal.id.to_string()
+                }
                 "patient_id" => patient.to_string(),
                 // A fresh alert per operation, so that each action applies.
                 "alert_id" => {
@@ -494,6 +514,13 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
             // The example's fixed time has passed; snooze for half an hour.
             let until = chrono::Utc::now() + chrono::Duration::minutes(30);
             body = Some(serde_json::json!({"until": until.to_rfc3339()}));
+        }
+        if path.ends_with("/thresholds") {
+            // The example's review date may have passed; review in 90 days.
+            if let Some(body) = body.as_mut() {
+                let review_by = chrono::Utc::now().date_naive() + chrono::Days::new(90);
+                body["review_by"] = review_by.to_string().into();
+            }
         }
         // The credentials the document asks for: the session (with the CSRF
         // token for a change) where allowed, else a bearer token.
@@ -583,6 +610,7 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
         let url = path
             .replace("{patient_id}", &patient.to_string())
             .replace("{alert_id}", &Uuid::new_v4().to_string())
+            .replace("{proposal_id}", "1")
             .replace("{device_id}", "bpm-0001");
         for method in ["get", "post", "put", "patch", "delete"] {
             if operations.contains_key(&(method.to_owned(), path.clone())) {

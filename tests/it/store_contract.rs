@@ -482,6 +482,8 @@ fn personal(patient: Uuid, rule_key: &str, settings: &str, until: Option<i64>) -
         valid_until: until.map(Timestamp),
         author: "coördinator Jansen".to_owned(),
         reason: "COPD, habitual SpO2 around 89".to_owned(),
+        review_by: None,
+        approved_by: None,
     }
 }
 

@@ -339,6 +339,8 @@ async fn the_patient_page_draws_each_metric_with_limits_baseline_devices_and_per
             valid_until: None,
             author: "carla".to_owned(),
             reason: "loopt 's avonds vaak 38,1".to_owned(),
+            review_by: None,
+            approved_by: None,
         })
         .await
         .unwrap();

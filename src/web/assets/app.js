@@ -226,3 +226,118 @@
   tick();
   window.setInterval(tick, 30000);
 })();
+
+// Personal thresholds on the patient page: a coordinator's change (applied
+// at once or proposed) and the decisions on proposals go to the JSON API
+// with the CSRF header; the page then reloads to show the versions as they
+// now are, with the outcome in the status line.
+(() => {
+  'use strict';
+
+  const part = document.querySelector('.thresholds');
+  if (!part) return;
+  const csrfToken = document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+  const texts = part.dataset;
+  const status = document.getElementById('threshold-status');
+  const messageKey = 'thuiswacht:threshold-message';
+  const fill = (template, ...args) => {
+    let index = 0;
+    return (template ?? '').replace(/\{\}/g, () => String(args[index++] ?? ''));
+  };
+  const say = (text, ok) => {
+    if (!status) return;
+    status.textContent = text;
+    status.className = `action-result ${ok ? 'ok' : 'error'}`;
+  };
+
+  // Only what differs from the protocol is sent: a value set back to the
+  // protocol's restores the protocol for that setting.
+  const settingsOf = (form) => {
+    const settings = {};
+    for (const input of form.querySelectorAll('[data-field]')) {
+      const field = input.dataset.field;
+      if (field === 'enabled') {
+        if (!input.checked) settings.enabled = false;
+        continue;
+      }
+      const value = input.value.trim();
+      const protocol = input.dataset.protocol ?? '';
+      if (value === '') continue;
+      if (input.type === 'number') {
+        const number = input.dataset.integer ? Number.parseInt(value, 10) : Number(value);
+        if (protocol !== '' && Number(protocol) === number) continue;
+        settings[field] = number;
+      } else if (value !== protocol) {
+        settings[field] = value;
+      }
+    }
+    return settings;
+  };
+
+  const post = async (url, body) => {
+    const response = await fetch(url, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'X-CSRF-Token': csrfToken },
+      body: JSON.stringify(body),
+    });
+    if (response.status === 401) {
+      window.location.href = `/login?next=${encodeURIComponent(window.location.pathname)}`;
+      return null;
+    }
+    return response;
+  };
+
+  const problemText = async (response) => {
+    const problem = await response.json().catch(() => ({}));
+    const problems = Array.isArray(problem.problems) && problem.problems.length > 0 ? problem.problems.join('; ') : null;
+    return fill(texts.textFailed, problems ?? problem.detail ?? problem.title ?? response.statusText);
+  };
+
+  const reloadWith = (text) => {
+    sessionStorage.setItem(messageKey, text);
+    window.location.reload();
+  };
+
+  document.addEventListener('submit', async (event) => {
+    const form = event.target.closest('form.threshold-set, form.threshold-decision');
+    if (!form || !part.contains(form)) return;
+    event.preventDefault();
+    const buttons = [...form.querySelectorAll('button')];
+    buttons.forEach((button) => { button.disabled = true; });
+    try {
+      let response;
+      if (form.classList.contains('threshold-set')) {
+        const data = new FormData(form);
+        const body = {
+          rule: form.dataset.rule,
+          settings: settingsOf(form),
+          reason: data.get('reason'),
+          review_by: data.get('review_by'),
+        };
+        const until = data.get('valid_until');
+        if (until) body.valid_until = new Date(until).toISOString();
+        response = await post(form.action, body);
+      } else {
+        const note = form.querySelector('input[name="note"]')?.value.trim();
+        const url = event.submitter?.formAction || form.action;
+        response = await post(url, note ? { note } : {});
+      }
+      if (!response) return;
+      if (response.status === 201) reloadWith(texts.textApplied);
+      else if (response.status === 202) reloadWith(texts.textProposed);
+      else if (response.ok) reloadWith(texts.textDone);
+      else say(await problemText(response), false);
+    } catch (error) {
+      say(fill(texts.textFailed, String(error)), false);
+    } finally {
+      buttons.forEach((button) => { button.disabled = false; });
+    }
+  });
+
+  const carried = sessionStorage.getItem(messageKey);
+  if (carried) {
+    sessionStorage.removeItem(messageKey);
+    say(carried, true);
+  }
+})();
