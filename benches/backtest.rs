@@ -16,7 +16,9 @@
 //! - `backtest/news2_band`: `default/news2` from 4.5 to 5.5: every NEWS2
 //!   vital sign is replayed.
 //!
-//! Run with `cargo bench --bench backtest`.
+//! Run with `cargo bench --bench backtest`. Run as a test (`cargo test`,
+//! `cargo nextest run --all-targets`, without `--bench`), it checks each
+//! case once on 20 patients × 3 days.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,8 +30,14 @@ use thuiswacht::protocols::{load_dir, Protocol};
 use thuiswacht::simulate::{Population, SimDevice};
 use thuiswacht::tuning::backtest::{replay_all, summarize, PatientInput, Setup};
 
-const PATIENTS: usize = 1_000;
-const DAYS: u32 = 30;
+/// 1,000 patients × 30 days when benchmarking, 20 × 3 as a test.
+fn size() -> (usize, u32) {
+    if std::env::args().any(|arg| arg == "--bench") {
+        (1_000, 30)
+    } else {
+        (20, 3)
+    }
+}
 /// The simulated population's last day ends at 2026-01-01T00:00:00Z.
 const SIMULATION_END: Timestamp = Timestamp(1_767_225_600 * 1_000_000 - 1);
 
@@ -39,7 +47,8 @@ fn protocols() -> BTreeMap<String, Protocol> {
 
 /// Every patient's readings of the 30 days, each with a wearable.
 fn inputs() -> (Vec<PatientInput>, Timestamp, Timestamp) {
-    let mut population = Population::generate(2026, PATIENTS, DAYS, SIMULATION_END);
+    let (patients, days) = size();
+    let mut population = Population::generate(2026, patients, days, SIMULATION_END);
     let wearable = population
         .patients
         .iter()
@@ -60,7 +69,7 @@ fn inputs() -> (Vec<PatientInput>, Timestamp, Timestamp) {
         .patients
         .iter()
         .map(|patient| {
-            let mut readings: Vec<_> = (0..DAYS)
+            let mut readings: Vec<_> = (0..days)
                 .flat_map(|day| population.patient_day(patient.index, day))
                 .filter(|message| !message.faulty)
                 .flat_map(|message| message.readings)
@@ -99,7 +108,8 @@ fn proposal(rule: &str, change: impl Fn(&mut thuiswacht::protocols::Rule)) -> (P
 fn backtest(c: &mut Criterion) {
     let (inputs, from, to) = inputs();
     let readings: usize = inputs.iter().map(|input| input.readings.len()).sum();
-    eprintln!("backtest: {PATIENTS} patients × {DAYS} days, {readings} readings in memory");
+    let (patients, days) = size();
+    eprintln!("backtest: {patients} patients × {days} days, {readings} readings in memory");
     let cases: [(&str, &str, Change); 3] = [
         ("fever_threshold", "fever", |rule| rule.above = Some(38.5)),
         ("tachycardia_threshold", "tachycardia", |rule| {

@@ -548,3 +548,75 @@ async fn the_preview_counts_equal_the_alerts_raised_live_with_the_proposed_rules
     assert_eq!(audit_count(&database.url, "run_backtest").await, 2);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_preview_is_cancelled_by_its_owner() {
+    // Arrange: 1,000 patients, so that reading their readings takes a while.
+    let database = TestDatabase::create().await;
+    let app = TestApp::spawn(test_settings(&database.url, &unique_topic_root())).await;
+    for index in 0..1_000 {
+        add_test_patient(&app.store, "Meppel", &format!("Cliënt {index}")).await;
+    }
+    add_test_user(&app.store, "coordinator", Role::Coordinator, &["Meppel"]).await;
+    let (coordinator, csrf) = sign_in(&app.http, "coordinator").await;
+    let document: Value = coordinator
+        .get(format!("{}/api/v1/protocols/default", app.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Act: start a preview and stop it at once.
+    let started = coordinator
+        .post(format!("{}/api/v1/protocols/default/preview", app.http))
+        .header("X-CSRF-Token", &csrf)
+        .json(&json!({"protocol": document}))
+        .send()
+        .await
+        .unwrap();
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    // Once it has found its patients, so that its steps are counted.
+    for _ in 0..5_000 {
+        let view: Value = coordinator
+            .get(format!("{}{location}", app.http))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["total"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let cancelled = coordinator
+        .delete(format!("{}{location}", app.http))
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: it ended as cancelled, before all steps were done, and stays so.
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let cancelled: Value = cancelled.json().await.unwrap();
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    assert!(
+        cancelled["done"].as_u64() < cancelled["total"].as_u64(),
+        "{cancelled}"
+    );
+    assert!(cancelled["result"].is_null());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later: Value = coordinator
+        .get(format!("{}{location}", app.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(later["state"], "cancelled");
+    app.stop().await;
+}
