@@ -110,6 +110,9 @@ pub struct PatientEpisodes {
     pub replayed: usize,
 }
 
+/// A protocol id with its versions and their start times.
+type RuleSet<'a> = (&'a str, &'a [(Timestamp, &'a Protocol)]);
+
 /// What to replay.
 #[derive(Debug, Clone)]
 pub struct Setup {
@@ -123,6 +126,11 @@ pub struct Setup {
     replayed: Vec<String>,
     /// Changed rules the engine does not evaluate.
     not_replayed: Vec<String>,
+    /// Whether the proposal changes the NEWS2 scale.
+    scale_changed: bool,
+    /// A bit per metric ([`metric_index`]) that a replayed rule reads, in
+    /// force or proposed.
+    metrics: u32,
     pub from: Timestamp,
     pub to: Timestamp,
 }
@@ -168,13 +176,23 @@ impl Setup {
             protocol.rules.retain(|rule| changed.contains(&rule.id));
             protocol
         };
+        let current: Vec<(Timestamp, Protocol)> = current
+            .iter()
+            .map(|(from, protocol)| (*from, only_changed(protocol)))
+            .collect();
+        let proposed = only_changed(proposed);
+        let mut metrics_engine = TriageEngine::new(BTreeMap::new());
+        let mut versions: Vec<(Timestamp, &Protocol)> =
+            current.iter().map(|(from, p)| (*from, p)).collect();
+        versions.push((Timestamp(i64::MAX), &proposed));
+        metrics_engine.set_protocol_versions(protocol_id, &versions);
+        let metrics = metrics_engine.protocol_metrics(protocol_id);
         Setup {
             protocol_id: protocol_id.to_owned(),
-            current: current
-                .iter()
-                .map(|(from, protocol)| (*from, only_changed(protocol)))
-                .collect(),
-            proposed: only_changed(proposed),
+            current,
+            proposed,
+            scale_changed,
+            metrics,
             replayed: changed
                 .iter()
                 .map(|id| format!("{protocol_id}/{id}"))
@@ -190,45 +208,57 @@ impl Setup {
         &self.replayed
     }
 
-    fn engine(&self, versions: &[(Timestamp, &Protocol)]) -> TriageEngine {
-        let mut engine = TriageEngine::new(BTreeMap::new());
-        engine.set_protocol_versions(&self.protocol_id, versions);
-        engine
-    }
-
-    /// Returns the metrics (a bit per [`metric_index`]) a rule of the
-    /// protocol reads, in force or proposed.
-    pub fn metrics(&self) -> u32 {
-        let mut versions: Vec<(Timestamp, &Protocol)> =
-            self.current.iter().map(|(from, p)| (*from, p)).collect();
-        versions.push((Timestamp(i64::MAX), &self.proposed));
-        self.engine(&versions).protocol_metrics(&self.protocol_id)
-    }
-
     /// Replays one patient under both rule sets.
+    ///
+    /// One pass evaluates both over one history: the proposal is loaded as
+    /// a second protocol (`{id}#proposed`) beside the versions in force, so
+    /// each reading is recorded once and judged by both. A changed NEWS2
+    /// scale (a property of the patient, not of a rule) needs two passes.
     pub fn replay(&self, patient: &PatientInput) -> PatientEpisodes {
         let current: Vec<(Timestamp, &Protocol)> =
             self.current.iter().map(|(from, p)| (*from, p)).collect();
         let proposed = [(Timestamp::MIN, &self.proposed)];
-        let metrics = self.metrics();
+        let proposed_id = format!("{}#proposed", self.protocol_id);
+        let both: Vec<RuleSet<'_>> = vec![
+            (self.protocol_id.as_str(), &current[..]),
+            (proposed_id.as_str(), &proposed[..]),
+        ];
+        let passes: Vec<&[RuleSet<'_>]> = if self.scale_changed {
+            vec![&both[..1], &both[1..]]
+        } else {
+            vec![&both[..]]
+        };
         let mut episodes = PatientEpisodes {
             patient_id: patient.patient_id,
             ..PatientEpisodes::default()
         };
-        for (versions, out) in [
-            (&current[..], &mut episodes.current),
-            (&proposed[..], &mut episodes.proposed),
-        ] {
-            let mut engine = self.engine(versions);
+        let own_prefix = format!("{}/", self.protocol_id);
+        let proposed_prefix = format!("{proposed_id}/");
+        for pass in passes {
+            let mut engine = TriageEngine::new(BTreeMap::new());
+            let mut ids = Vec::new();
+            for (id, versions) in pass {
+                engine.set_protocol_versions(id, versions);
+                ids.push((*id).to_owned());
+            }
             engine
-                .register_patient(patient.patient_id, std::slice::from_ref(&self.protocol_id))
-                .expect("the protocol is loaded");
+                .register_patient(patient.patient_id, &ids)
+                .expect("the protocols are loaded");
             engine.set_spo2_scale_two(&patient.patient_id, patient.spo2_scale_two);
-            let settings: Vec<PersonalSettings<'_>> = patient
+            // The patient's personal settings apply to both rule sets.
+            let keys: Vec<(String, &RuleOverride)> = patient
                 .personal
                 .iter()
-                .map(|version| PersonalSettings {
-                    rule_key: &version.rule_key,
+                .filter_map(|version| {
+                    let rule = version.rule_key.strip_prefix(&own_prefix)?;
+                    Some(ids.iter().map(move |id| (format!("{id}/{rule}"), version)))
+                })
+                .flatten()
+                .collect();
+            let settings: Vec<PersonalSettings<'_>> = keys
+                .iter()
+                .map(|(key, version)| PersonalSettings {
+                    rule_key: key,
                     settings: &version.settings,
                     valid_from: version.valid_from,
                     valid_until: version.valid_until,
@@ -237,7 +267,7 @@ impl Setup {
             engine.set_personal_settings(patient.patient_id, &settings);
             let mut findings: Vec<Finding> = Vec::new();
             for (metric, value, ts) in &patient.readings {
-                if metrics & (1 << metric_index(*metric)) == 0 || *ts >= self.to {
+                if self.metrics & (1 << metric_index(*metric)) == 0 || *ts >= self.to {
                     continue;
                 }
                 episodes.replayed += 1;
@@ -252,7 +282,11 @@ impl Setup {
                     if finding.ts < self.from {
                         continue;
                     }
-                    let list = out.entry(finding.rule_id).or_default();
+                    let (out, rule_key) = match finding.rule_id.strip_prefix(&proposed_prefix) {
+                        Some(rule) => (&mut episodes.proposed, format!("{own_prefix}{rule}")),
+                        None => (&mut episodes.current, finding.rule_id),
+                    };
+                    let list = out.entry(rule_key).or_default();
                     match finding.transition {
                         Transition::Raised => list.push(Episode {
                             raised: finding.ts,
@@ -651,6 +685,81 @@ mod tests {
             3
         );
         assert!((result.current_per_patient_day - 3.0 / 28.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn personal_settings_apply_to_both_rule_sets_and_a_scale_change_replays_twice() {
+        // Arrange: the patient's own fever threshold is 39.5.
+        let setup = setup(38.5);
+        let mut with_personal = patient(1, &[(1, 38.7), (2, 37.0)]);
+        with_personal.personal.push(RuleOverride {
+            id: 1,
+            patient_id: with_personal.patient_id,
+            rule_key: "default/fever".to_owned(),
+            version: 1,
+            settings: serde_json::from_str(r#"{"above": 39.5, "recover_at": 39.0}"#).unwrap(),
+            valid_from: Timestamp(0),
+            valid_until: None,
+            author: "coördinator".to_owned(),
+            reason: "gewoonlijk wat warm".to_owned(),
+            created_at: Timestamp(0),
+            review_by: None,
+            approved_by: None,
+        });
+        let without = patient(2, &[(1, 38.7), (2, 37.0)]);
+        let mut scale_two = setup.proposed.clone();
+        scale_two.news2_scale = 2;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
+        let default = load_dir(&dir).unwrap().remove("default").unwrap();
+        let scale_setup = Setup::new(
+            "default",
+            &[(Timestamp::MIN, default)],
+            &scale_two,
+            setup.from,
+            setup.to,
+        );
+
+        // Act
+        let done = AtomicUsize::new(0);
+        let personal = summarize(
+            &setup,
+            &replay_all(&setup, &[with_personal], &done, &|| false).unwrap(),
+            &[],
+        );
+        let plain = summarize(
+            &setup,
+            &replay_all(&setup, &[without.clone()], &done, &|| false).unwrap(),
+            &[],
+        );
+        let scaled = summarize(
+            &scale_setup,
+            &replay_all(&scale_setup, &[without], &done, &|| false).unwrap(),
+            &[],
+        );
+
+        // Assert
+        assert_eq!(
+            personal.totals,
+            Counts::default(),
+            "39.5 is the patient's own threshold"
+        );
+        assert_eq!(
+            plain.totals,
+            Counts {
+                current: 1,
+                proposed: 1,
+                removed: 0,
+                added: 0
+            }
+        );
+        // A scale change replays every rule, each rule set in its own pass.
+        assert!(
+            scaled.replayed_rules.len() > 5,
+            "{:?}",
+            scaled.replayed_rules
+        );
+        assert_eq!(scaled.totals.current, scaled.totals.proposed);
+        assert_eq!(scaled.readings_replayed, 4);
     }
 
     #[test]
