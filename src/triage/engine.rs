@@ -141,6 +141,8 @@ pub struct TriageEngine {
     /// Personal settings, indexed by [`PatientRule::personal`]: the versions
     /// of one patient's settings for one rule, oldest first.
     personal: Vec<Vec<PersonalVersion>>,
+    /// Set by [`count_only`](Self::count_only).
+    count_only: bool,
 }
 
 /// One protocol with every version the engine knows of it.
@@ -307,7 +309,18 @@ impl TriageEngine {
                 .collect(),
             patients: PatientTable::default(),
             personal: Vec::new(),
+            count_only: false,
         }
+    }
+
+    /// Makes the engine serve only counting raises and recoveries (a
+    /// backtest): patients registered from now on keep NEWS2 up to date
+    /// only when one of their rules is a NEWS2 rule. Transitions are the
+    /// same; the scores of findings then leave NEWS2 out (no rule but a
+    /// NEWS2 rule decides on it), which saves scoring NEWS2 at every one of a
+    /// wearable's minute-by-minute readings.
+    pub fn count_only(&mut self) {
+        self.count_only = true;
     }
 
     /// Replaces the versions of protocol `protocol_id` (oldest first, each
@@ -411,8 +424,12 @@ impl TriageEngine {
         let wants_anomaly = rules.iter().any(|patient_rule| {
             self.protocols[patient_rule.protocol].slots[patient_rule.rule].kind == RuleKind::Anomaly
         });
+        let wants_news2 = rules.iter().any(|patient_rule| {
+            self.protocols[patient_rule.protocol].slots[patient_rule.rule].kind == RuleKind::News2
+        });
         let mut state = PatientState::new(rules, spo2_scale_two);
         state.wants_anomaly = wants_anomaly;
+        state.tracks_news2 = !self.count_only || wants_news2;
         self.patients.insert(patient_id, state);
         Ok(())
     }

@@ -287,6 +287,12 @@ pub struct PatientState {
     /// of a patient whose protocols have an anomaly rule.
     pub anomaly: Option<Box<AnomalyState>>,
     pub wants_anomaly: bool,
+    /// Whether NEWS2 is kept up to date (below): always, except in an
+    /// engine that only counts raises ([`TriageEngine::count_only`]) for a
+    /// patient without a NEWS2 rule.
+    ///
+    /// [`TriageEngine::count_only`]: super::engine::TriageEngine::count_only
+    pub tracks_news2: bool,
     /// NEWS2 from the newest values, updated when a reading that can change
     /// it is recorded: every NEWS2 rule and every finding's score read it,
     /// and a wearable's heart rate arrives each minute.
@@ -304,6 +310,7 @@ impl PatientState {
             spo2_scale_two,
             anomaly: None,
             wants_anomaly: false,
+            tracks_news2: true,
             news2: News2Cache::empty(),
             sustained_news2: SustainedNews2::default(),
         }
@@ -315,7 +322,10 @@ impl PatientState {
             .get_or_insert_with(Box::default)
             .insert(ts, value);
         // A late reading changes no newest value, so no NEWS2 parameter.
-        if is_news2_metric(metric) && matches!(recorded, Recorded::Newest | Recorded::Duplicate) {
+        if self.tracks_news2
+            && is_news2_metric(metric)
+            && matches!(recorded, Recorded::Newest | Recorded::Duplicate)
+        {
             let cache = self.news2;
             self.news2 = cache.after(self, metric, ts, value);
             let current = self.news2.current;

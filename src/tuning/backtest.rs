@@ -236,6 +236,7 @@ impl Setup {
         let proposed_prefix = format!("{proposed_id}/");
         for pass in passes {
             let mut engine = TriageEngine::new(BTreeMap::new());
+            engine.count_only();
             let mut ids = Vec::new();
             for (id, versions) in pass {
                 engine.set_protocol_versions(id, versions);
@@ -728,7 +729,7 @@ mod tests {
         );
         let plain = summarize(
             &setup,
-            &replay_all(&setup, &[without.clone()], &done, &|| false).unwrap(),
+            &replay_all(&setup, std::slice::from_ref(&without), &done, &|| false).unwrap(),
             &[],
         );
         let scaled = summarize(
