@@ -314,11 +314,12 @@ impl TriageEngine {
     }
 
     /// Makes the engine serve only counting raises and recoveries (a
-    /// backtest): patients registered from now on keep NEWS2 up to date
-    /// only when one of their rules is a NEWS2 rule. Transitions are the
-    /// same; the scores of findings then leave NEWS2 out (no rule but a
-    /// NEWS2 rule decides on it), which saves scoring NEWS2 at every one of a
-    /// wearable's minute-by-minute readings.
+    /// backtest): it reports no ongoing findings (and works out no evidence
+    /// for them), and patients registered from now on keep NEWS2 up to date
+    /// only when one of their rules is a NEWS2 rule. Raises and recoveries
+    /// are the same; their scores then leave NEWS2 out (no rule but a NEWS2
+    /// rule decides on it). Both save work at each of a wearable's
+    /// minute-by-minute readings.
     pub fn count_only(&mut self) {
         self.count_only = true;
     }
@@ -624,7 +625,9 @@ impl TriageEngine {
             }
             let scoped_id = &slot.scoped_id;
             let mut state = patient_rule.state;
-            let Some(hit) = rules::evaluate(rule, patient, trigger, &mut state) else {
+            let Some(hit) =
+                rules::evaluate_transition(rule, patient, trigger, &mut state, self.count_only)
+            else {
                 if !late {
                     state.unconfirmed_since = None;
                 }
@@ -645,6 +648,11 @@ impl TriageEngine {
                 }
             }
             state.unconfirmed_since = None;
+            if self.count_only && hit.transition == Transition::Ongoing {
+                // Counting raises and recoveries: an ongoing rule has nothing to say.
+                patient.rules[index].state = state;
+                continue;
+            }
             if hit.transition == Transition::Raised {
                 state.second_contact = state.record_raise(ts, SECOND_CONTACT_DAYS * MICROS_PER_DAY);
             }
@@ -924,6 +932,62 @@ mod tests {
         assert!(engine
             .applicable_rule(&patient, "default/hypothermia_new", Timestamp(HOUR))
             .is_none());
+    }
+
+    #[test]
+    fn a_counting_engine_raises_and_recovers_exactly_as_the_full_one() {
+        // Arrange: the same patient in a full and a counting engine; a
+        // minute-by-minute heart rate and SpO2 with episodes, and spot
+        // temperatures.
+        let mut full = engine();
+        let mut counting = engine();
+        counting.count_only();
+        let patient = Uuid::from_u128(77);
+        for engine in [&mut full, &mut counting] {
+            engine
+                .register_patient(patient, &ids(&["default", "copd", "heart-failure"]))
+                .unwrap();
+        }
+        let mut seed = 7_u64;
+        let mut noise = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((seed >> 33) as f64 / f64::from(u32::MAX)) - 0.5
+        };
+        let mut readings = Vec::new();
+        for minute in 0..3_000_i64 {
+            let ts = Timestamp(minute * 60_000_000);
+            let episode = (minute / 400) % 2 == 1;
+            let heart_rate = if episode { 118.0 } else { 78.0 } + 6.0 * noise();
+            let spo2 = if episode { 89.0 } else { 95.0 } + 2.0 * noise();
+            readings.push((Metric::HeartRate, heart_rate, ts));
+            readings.push((Metric::Spo2, spo2, ts));
+            if minute % 240 == 0 {
+                readings.push((
+                    Metric::BodyTemperature,
+                    if episode { 38.6 } else { 36.9 },
+                    ts,
+                ));
+            }
+        }
+
+        // Act
+        let mut transitions = [Vec::new(), Vec::new()];
+        for (engine, out) in [&mut full, &mut counting].into_iter().zip(&mut transitions) {
+            let mut findings = Vec::new();
+            for (metric, value, ts) in &readings {
+                engine.evaluate_measurement(patient, *metric, *value, *ts, &mut findings);
+            }
+            out.extend(
+                findings
+                    .into_iter()
+                    .filter(|f| f.transition != Transition::Ongoing)
+                    .map(|f| (f.rule_id, f.transition, f.ts)),
+            );
+        }
+
+        // Assert
+        assert!(transitions[0].len() >= 6, "{:?}", transitions[0]);
+        assert_eq!(transitions[0], transitions[1]);
     }
 
     #[test]

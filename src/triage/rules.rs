@@ -283,15 +283,36 @@ pub fn evaluate(
     trigger: Trigger,
     state: &mut RuleState,
 ) -> Option<Hit> {
+    evaluate_transition(rule, patient, trigger, state, false)
+}
+
+/// As [`evaluate`]; with `bare`, an ongoing hit comes without its evidence
+/// (no factors, no excess): for counting raises and recoveries, where
+/// working out the evidence at each of a wearable's readings while a rule
+/// stays active is most of the cost.
+pub fn evaluate_transition(
+    rule: &Rule,
+    patient: &PatientState,
+    trigger: Trigger,
+    state: &mut RuleState,
+    bare: bool,
+) -> Option<Hit> {
     match rule.kind {
-        RuleKind::Threshold => threshold(rule, patient, trigger, state),
-        RuleKind::News2 => news2_rule(rule, patient, trigger, state),
-        RuleKind::Trend => trend(rule, patient, trigger, state),
-        RuleKind::BaselineDeviation => baseline_deviation(rule, patient, trigger, state),
-        RuleKind::Anomaly => anomaly(rule, patient, trigger, state),
+        RuleKind::Threshold => threshold(rule, patient, trigger, state, bare),
+        RuleKind::News2 => news2_rule(rule, patient, trigger, state, bare),
+        RuleKind::Trend => trend(rule, patient, trigger, state, bare),
+        RuleKind::BaselineDeviation => baseline_deviation(rule, patient, trigger, state, bare),
+        RuleKind::Anomaly => anomaly(rule, patient, trigger, state, bare),
         RuleKind::MissedMeasurement | RuleKind::Technical => None,
     }
 }
+
+/// An ongoing hit without evidence; see [`evaluate_transition`].
+const BARE_ONGOING: Hit = Hit {
+    transition: Transition::Ongoing,
+    excess_in_spreads: 0.0,
+    factors: Vec::new(),
+};
 
 /// Returns the history of the rule's metric when the trigger concerns it.
 fn own_history<'a>(
@@ -343,6 +364,7 @@ fn anomaly(
     patient: &PatientState,
     trigger: Trigger,
     state: &mut RuleState,
+    bare: bool,
 ) -> Option<Hit> {
     if trigger.late || super::anomaly::dimension_of(trigger.metric).is_none() {
         return None;
@@ -366,6 +388,9 @@ fn anomaly(
     };
     let since = state.pending_since;
     let transition = transition_for(state, condition)?;
+    if bare && transition == Transition::Ongoing {
+        return Some(BARE_ONGOING);
+    }
     Some(Hit {
         transition,
         excess_in_spreads: (score.distance - above).max(0.0),
@@ -385,6 +410,7 @@ fn threshold(
     patient: &PatientState,
     trigger: Trigger,
     state: &mut RuleState,
+    bare: bool,
 ) -> Option<Hit> {
     let (metric, history) = own_history(rule, patient, trigger)?;
     if trigger.late {
@@ -413,6 +439,9 @@ fn threshold(
             && held_micros >= i64::from(rule.for_minutes) * MICROS_PER_MINUTE
     };
     let transition = transition_for(state, condition)?;
+    if bare && transition == Transition::Ongoing {
+        return Some(BARE_ONGOING);
+    }
     let baseline = personal_baseline(history, metric, ts, patient.spo2_scale_two);
     let (threshold, direction) = match (rule.above, rule.below) {
         (Some(above), _) if rule.below.is_none() || value > above => (above, "above"),
@@ -446,6 +475,7 @@ fn news2_rule(
     patient: &PatientState,
     trigger: Trigger,
     state: &mut RuleState,
+    bare: bool,
 ) -> Option<Hit> {
     if trigger.late || !is_news2_metric(trigger.metric) {
         return None;
@@ -460,6 +490,9 @@ fn news2_rule(
         total > above
     };
     let transition = transition_for(state, condition)?;
+    if bare && transition == Transition::Ongoing {
+        return Some(BARE_ONGOING);
+    }
     let mut factors = vec![Factor::News2 {
         score: current.score,
         threshold: above,
@@ -483,6 +516,7 @@ fn trend(
     patient: &PatientState,
     trigger: Trigger,
     state: &mut RuleState,
+    bare: bool,
 ) -> Option<Hit> {
     let metric = rule.metric?;
     if trigger.metric != metric && rule.with_metric != Some(trigger.metric) {
@@ -521,6 +555,9 @@ fn trend(
         _ => None,
     };
     let transition = transition_for(state, condition)?;
+    if bare && transition == Transition::Ongoing {
+        return Some(BARE_ONGOING);
+    }
     let (to_ts, _) = history.newest()?;
     let primary = primary.unwrap_or(WindowChange {
         from_ts: to_ts,
@@ -624,6 +661,7 @@ fn baseline_deviation(
     patient: &PatientState,
     trigger: Trigger,
     state: &mut RuleState,
+    bare: bool,
 ) -> Option<Hit> {
     let (metric, history) = own_history(rule, patient, trigger)?;
     if trigger.late {
@@ -656,6 +694,9 @@ fn baseline_deviation(
         past(delta)
     };
     let transition = transition_for(state, condition)?;
+    if bare && transition == Transition::Ongoing {
+        return Some(BARE_ONGOING);
+    }
     Some(Hit {
         transition,
         excess_in_spreads: (deviation - delta).abs() / baseline.mad,
