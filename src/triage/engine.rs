@@ -388,6 +388,8 @@ impl TriageEngine {
                 .rules
                 .iter()
                 .any(|rule| protocols[rule.protocol].slots[rule.rule].kind == RuleKind::Anomaly);
+            // A counting engine may have left levels out that new rules read.
+            patient.smooth_all();
         }
     }
 
@@ -428,9 +430,15 @@ impl TriageEngine {
         let wants_news2 = rules.iter().any(|patient_rule| {
             self.protocols[patient_rule.protocol].slots[patient_rule.rule].kind == RuleKind::News2
         });
+        let smoothed = if self.count_only && !wants_anomaly {
+            self.smoothed_metrics(&rules)
+        } else {
+            u32::MAX
+        };
         let mut state = PatientState::new(rules, spo2_scale_two);
         state.wants_anomaly = wants_anomaly;
         state.tracks_news2 = !self.count_only || wants_news2;
+        state.smoothed = smoothed;
         self.patients.insert(patient_id, state);
         Ok(())
     }
@@ -451,6 +459,16 @@ impl TriageEngine {
             .iter()
             .filter(|protocol| protocol.id == protocol_id)
             .flat_map(|protocol| &protocol.slots)
+            .fold(0, |mask, slot| mask | slot.metrics)
+    }
+
+    /// Returns the metrics whose trend levels `rules` read: those of trend
+    /// and baseline-deviation rules.
+    fn smoothed_metrics(&self, rules: &[PatientRule]) -> u32 {
+        rules
+            .iter()
+            .map(|rule| &self.protocols[rule.protocol].slots[rule.rule])
+            .filter(|slot| matches!(slot.kind, RuleKind::Trend | RuleKind::BaselineDeviation))
             .fold(0, |mask, slot| mask | slot.metrics)
     }
 
@@ -943,9 +961,15 @@ mod tests {
         let mut counting = engine();
         counting.count_only();
         let patient = Uuid::from_u128(77);
+        // Without an anomaly rule (only `default` has one), the counting
+        // engine keeps levels only for the metrics trends read.
+        let lean = Uuid::from_u128(78);
         for engine in [&mut full, &mut counting] {
             engine
                 .register_patient(patient, &ids(&["default", "copd", "heart-failure"]))
+                .unwrap();
+            engine
+                .register_patient(lean, &ids(&["copd", "hypertension"]))
                 .unwrap();
         }
         let mut seed = 7_u64;
@@ -976,17 +1000,34 @@ mod tests {
             let mut findings = Vec::new();
             for (metric, value, ts) in &readings {
                 engine.evaluate_measurement(patient, *metric, *value, *ts, &mut findings);
+                engine.evaluate_measurement(lean, *metric, *value, *ts, &mut findings);
             }
             out.extend(
                 findings
                     .into_iter()
                     .filter(|f| f.transition != Transition::Ongoing)
-                    .map(|f| (f.rule_id, f.transition, f.ts)),
+                    .map(|f| (f.patient_id, f.rule_id, f.transition, f.ts)),
             );
         }
 
         // Assert
         assert!(transitions[0].len() >= 6, "{:?}", transitions[0]);
+        assert!(
+            transitions[0]
+                .iter()
+                .any(|(who, rule, ..)| *who == lean && rule.starts_with("copd/")),
+            "{:?}",
+            transitions[0]
+        );
+        assert_eq!(
+            counting.patient(&lean).unwrap().smoothed & (1 << metric_index(Metric::Spo2)),
+            1 << metric_index(Metric::Spo2)
+        );
+        assert_eq!(
+            counting.patient(&lean).unwrap().smoothed
+                & (1 << metric_index(Metric::BodyTemperature)),
+            0
+        );
         assert_eq!(transitions[0], transitions[1]);
     }
 

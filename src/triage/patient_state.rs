@@ -50,6 +50,9 @@ pub struct MetricHistory {
     levels: [f64; HISTORY_CAPACITY],
     start: usize,
     len: usize,
+    /// Whether levels are kept; off for a metric no rule of the patient
+    /// smooths, in an engine that only counts ([`PatientState::smoothed`]).
+    smooth: bool,
 }
 
 /// What recording one reading did.
@@ -79,6 +82,7 @@ impl MetricHistory {
         levels: [0.0; HISTORY_CAPACITY],
         start: 0,
         len: 0,
+        smooth: true,
     };
 }
 
@@ -167,6 +171,9 @@ impl MetricHistory {
     /// change at `from` can reach.
     fn update_levels(&mut self, from: usize) {
         use super::rules::{TREND_SMOOTHING_MINUTES, TREND_SMOOTHING_READINGS};
+        if !self.smooth {
+            return;
+        }
         let changed_at = self.time(from).micros();
         let end = (from + TREND_SMOOTHING_READINGS).min(self.len);
         for index in from..end {
@@ -180,6 +187,18 @@ impl MetricHistory {
         }
     }
 
+    /// Starts keeping levels, computing those of the readings held.
+    pub fn start_smoothing(&mut self) {
+        if !self.smooth {
+            self.smooth = true;
+            for index in 0..self.len {
+                let level = self.compute_level(index);
+                let slot = self.slot(index);
+                self.levels[slot] = level;
+            }
+        }
+    }
+
     /// Inserts a reading at its event time, dropping the oldest when full.
     pub fn insert(&mut self, ts: Timestamp, value: f64) -> Recorded {
         let newest = self.newest().map(|(newest_ts, _)| newest_ts);
@@ -190,9 +209,11 @@ impl MetricHistory {
                 self.start = (self.start + 1) % HISTORY_CAPACITY;
             }
             self.set(self.len - 1, ts, value);
-            let level = self.compute_level(self.len - 1);
-            let slot = self.slot(self.len - 1);
-            self.levels[slot] = level;
+            if self.smooth {
+                let level = self.compute_level(self.len - 1);
+                let slot = self.slot(self.len - 1);
+                self.levels[slot] = level;
+            }
             return Recorded::Newest;
         }
         // First position whose time is not before `ts`.
@@ -293,6 +314,11 @@ pub struct PatientState {
     ///
     /// [`TriageEngine::count_only`]: super::engine::TriageEngine::count_only
     pub tracks_news2: bool,
+    /// A bit per metric ([`metric_index`]) whose trend levels are kept
+    /// (see [`MetricHistory::level`]): every metric, except in an engine
+    /// that only counts, where only the metrics a trend, baseline-deviation
+    /// or anomaly rule of the patient reads.
+    pub smoothed: u32,
     /// NEWS2 from the newest values, updated when a reading that can change
     /// it is recorded: every NEWS2 rule and every finding's score read it,
     /// and a wearable's heart rate arrives each minute.
@@ -311,15 +337,30 @@ impl PatientState {
             anomaly: None,
             wants_anomaly: false,
             tracks_news2: true,
+            smoothed: u32::MAX,
             news2: News2Cache::empty(),
             sustained_news2: SustainedNews2::default(),
         }
     }
 
+    /// Keeps the trend levels of every metric from now on, computing those
+    /// of the readings held.
+    pub fn smooth_all(&mut self) {
+        self.smoothed = u32::MAX;
+        for history in self.histories.iter_mut().flatten() {
+            history.start_smoothing();
+        }
+    }
+
     /// Records one reading in its metric's history.
     pub fn record(&mut self, metric: Metric, ts: Timestamp, value: f64) -> Recorded {
+        let smooth = self.smoothed & (1 << metric_index(metric)) != 0;
         let recorded = self.histories[metric_index(metric)]
-            .get_or_insert_with(Box::default)
+            .get_or_insert_with(|| {
+                let mut history = Box::<MetricHistory>::default();
+                history.smooth = smooth;
+                history
+            })
             .insert(ts, value);
         // A late reading changes no newest value, so no NEWS2 parameter.
         if self.tracks_news2
