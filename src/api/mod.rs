@@ -26,6 +26,7 @@ mod worklist;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::sync::mpsc;
 use tower_http::timeout::TimeoutLayer;
@@ -66,6 +67,17 @@ pub struct AppState {
 /// Requests that take longer than this are answered 408, so open requests
 /// cannot hold shutdown forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Marks a response as not to be cached: it holds patient data or a state
+/// that changes.
+pub(crate) fn no_store(response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
 
 /// Builds the router with every route and layer.
 pub fn app(state: AppState) -> Router {

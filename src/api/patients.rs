@@ -5,7 +5,7 @@
 //! patient outside the caller's teams answers 404.
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::extract::ApiQuery;
 use super::openapi::{BadRequest, Forbidden, NotFound, Unauthorized};
-use super::{ApiError, AppState};
+use super::{no_store, ApiError, AppState};
 use crate::alert_book::AlertStatus;
 use crate::auth::{patient_for, Caller, Purpose};
 use crate::domain::{Metric, Timestamp};
@@ -51,15 +51,6 @@ struct PatientRecord {
 struct PatientParams {
     /// `nl` (default) or `en`.
     lang: Option<String>,
-}
-
-fn no_store(response: impl IntoResponse) -> Response {
-    let mut response = response.into_response();
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
 }
 
 /// The patient, their protocols, and their open and recent alerts.

@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 
 use super::extract::{ApiJson, ApiQuery};
 use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable};
-use super::{ApiError, AppState};
+use super::{no_store, ApiError, AppState};
 use crate::auth::Caller;
 use crate::domain::Timestamp;
 use crate::protocols::catalog::{ReloadReport, VersionInfo};
@@ -180,15 +180,6 @@ fn coordinator(caller: &Caller) -> Result<(), ApiError> {
     } else {
         Err(ApiError::Forbidden)
     }
-}
-
-fn no_store(response: impl IntoResponse) -> Response {
-    let mut response = response.into_response();
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
 }
 
 #[utoipa::path(

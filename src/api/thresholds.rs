@@ -36,7 +36,7 @@ use super::openapi::{
     BadRequest, Forbidden, FourEyesForbidden, InvalidValues, NotFound, ProposalConflict,
     Unauthorized,
 };
-use super::{ApiError, AppState};
+use super::{no_store, ApiError, AppState};
 use crate::auth::{patient_for, Caller, PatientAccess, Purpose};
 use crate::domain::Timestamp;
 use crate::protocols::{Priority, RuleSettings};
@@ -246,16 +246,6 @@ struct DecisionBody {
     /// At most 1000 characters.
     #[serde(default)]
     note: Option<String>,
-}
-
-/// Marks a response with patient data as not to be cached anywhere.
-fn no_store(response: impl IntoResponse) -> Response {
-    let mut response = response.into_response();
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
 }
 
 /// 409 with the proposal as it now is.

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiQuery};
 use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unauthorized};
-use super::{ApiError, AppState};
+use super::{no_store, ApiError, AppState};
 use crate::alert_book::{
     priority_from_code, Alert, AlertEvent, AlertStatus, EscalationTarget, Outcome,
 };
@@ -200,16 +200,6 @@ async fn get_worklist(
         threshold_proposals: reminders.proposals,
     };
     Ok(no_store(Json(body)))
-}
-
-/// Marks a response with patient data as not to be cached anywhere.
-fn no_store(response: impl IntoResponse) -> Response {
-    let mut response = response.into_response();
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
 }
 
 /// The live worklist: server-sent events `hello` (at the start), `alert`

@@ -8,60 +8,12 @@
 // EXPECT_CURRENT and EXPECT_PROPOSED (fever alerts in the period now and
 // with the threshold at 38.5 °C), SCREENSHOT_DIR, CHROMIUM.
 
-import { createRequire } from 'node:module';
-import { readFileSync, mkdirSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
-
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+import { accessibility, closeSteps, launch, log, screenshots, step } from './harness.mjs';
 
 const base = process.env.THUISWACHT_URL;
-const screenshots = process.env.SCREENSHOT_DIR ?? 'target/browser-screenshots';
-mkdirSync(screenshots, { recursive: true });
-
-const stdinLines = createInterface({ input: process.stdin });
-const lines = stdinLines[Symbol.asyncIterator]();
-async function step(name) {
-  process.stdout.write(`STEP ${name}\n`);
-  const { value, done } = await lines.next();
-  assert.ok(!done, `stdin closed while waiting for ${name}`);
-  assert.equal(value.trim(), `DONE ${name}`);
-}
-
-function log(message) {
-  process.stderr.write(`browser: ${message}\n`);
-}
-
-async function accessibility(page, what) {
-  await page.evaluate(axeSource);
-  const results = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const outcome = await axe.run(document, {
-      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
-    });
-    return outcome.violations.map((violation) => ({
-      id: violation.id,
-      impact: violation.impact,
-      help: violation.help,
-      nodes: violation.nodes.slice(0, 3).map((node) => node.target.join(' ')),
-    }));
-  });
-  for (const violation of results) {
-    log(`${what}: axe ${violation.impact} ${violation.id}: ${violation.help} at ${violation.nodes.join(', ')}`);
-  }
-  const serious = results.filter((violation) => violation.impact === 'serious' || violation.impact === 'critical');
-  assert.deepEqual(serious, [], `${what} has serious or critical accessibility violations`);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 
 const consoleErrors = [];
 try {
@@ -117,5 +69,5 @@ try {
   process.stdout.write('PASSED\n');
 } finally {
   await browser.close();
-  stdinLines.close();
+  closeSteps();
 }

@@ -13,53 +13,15 @@
 // THUISWACHT_PASSWORD_DIRK, THUISWACHT_REVIEW_BY (YYYY-MM-DD), SCREENSHOT_DIR,
 // CHROMIUM (default /usr/bin/chromium).
 
-import { createRequire } from 'node:module';
-import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
-
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+import { accessibility, launch, log, screenshots } from './harness.mjs';
 
 const base = process.env.THUISWACHT_URL;
 const patientId = process.env.THUISWACHT_PATIENT;
 const reviewBy = process.env.THUISWACHT_REVIEW_BY;
-const screenshots = process.env.SCREENSHOT_DIR ?? 'target/browser-screenshots';
-mkdirSync(screenshots, { recursive: true });
 
-function log(message) {
-  process.stderr.write(`browser: ${message}\n`);
-}
-
-// axe-core in the page, as in worklist.mjs.
-async function accessibility(page, what) {
-  await page.evaluate(axeSource);
-  const results = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const outcome = await axe.run(document, {
-      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
-    });
-    return outcome.violations.map((violation) => ({
-      id: violation.id,
-      impact: violation.impact,
-      help: violation.help,
-      nodes: violation.nodes.slice(0, 3).map((node) => node.target.join(' ')),
-    }));
-  });
-  for (const violation of results) {
-    log(`${what}: axe ${violation.impact} ${violation.id}: ${violation.help} at ${violation.nodes.join(', ')}`);
-  }
-  const serious = results.filter((violation) => violation.impact === 'serious' || violation.impact === 'critical');
-  assert.deepEqual(serious, [], `${what} has serious or critical accessibility violations`);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 
 const consoleErrors = [];
 

@@ -2,7 +2,6 @@
 //! her teams' figures (JSON and page), a nurse does not, another team's
 //! alerts never count, and the patients named are audited.
 
-use reqwest::Client;
 use thuiswacht::alert_book::NewAlert;
 use thuiswacht::domain::Timestamp;
 use thuiswacht::protocols::Priority;
@@ -24,20 +23,6 @@ fn fever(patient: Uuid, rule_key: &str) -> NewAlert {
         raised_at: Timestamp::now(),
         response_minutes: 240,
     }
-}
-
-async fn sign_in(http: &str, username: &str) -> (Client, String) {
-    let client = Client::builder().cookie_store(true).build().unwrap();
-    let body: serde_json::Value = client
-        .post(format!("{http}/api/v1/session"))
-        .json(&serde_json::json!({"username": username, "password": test_password(username)}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (client, body["csrf_token"].as_str().unwrap().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

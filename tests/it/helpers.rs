@@ -469,3 +469,22 @@ pub async fn add_test_patient(store: &Arc<dyn Store>, team: &str, display_name: 
         .await
         .expect("add test patient")
 }
+
+/// Signs `username` in (with [`test_password`]); returns a client holding
+/// the session cookie and the session's CSRF token.
+pub async fn sign_in(http: &str, username: &str) -> (reqwest::Client, String) {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let body: serde_json::Value = client
+        .post(format!("{http}/api/v1/session"))
+        .json(&serde_json::json!({"username": username, "password": test_password(username)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (client, body["csrf_token"].as_str().unwrap().to_owned())
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use thuiswacht::alert_book::Outcome;
 use thuiswacht::domain::{DeviceId, Timestamp};
@@ -16,20 +16,6 @@ use thuiswacht::store::{NewDevice, Role, Store};
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-async fn sign_in(http: &str, username: &str) -> (Client, String) {
-    let client = Client::builder().cookie_store(true).build().unwrap();
-    let body: Value = client
-        .post(format!("{http}/api/v1/session"))
-        .json(&json!({"username": username, "password": test_password(username)}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (client, body["csrf_token"].as_str().unwrap().to_owned())
-}
 
 async fn thermometer(store: &Arc<dyn Store>, team: &str, name: &str, device: &str) -> Uuid {
     let patient = add_test_patient(store, team, name).await;
