@@ -384,6 +384,10 @@ async fn compute(
     let warmup = backtest::warmup_hours(&protocols) * 3_600_000_000;
     let read_from = setup.from.plus_micros(-warmup);
     let store = state.store.clone();
+    // Only the metrics the changed rules read: a fever threshold needs two
+    // temperatures a day, not a wearable's minute-by-minute heart rate.
+    let metrics = setup.metrics();
+    let metrics = &metrics;
     let inputs: Vec<PatientInput> = futures_util::stream::iter(patients)
         .map(|patient| {
             let store = store.clone();
@@ -398,9 +402,19 @@ async fn compute(
                 .any(|id| protocols.get(id).is_some_and(|p| p.news2_scale == 2));
             let to = setup.to;
             async move {
-                let readings = store
-                    .patient_readings(patient.id, None, read_from, to, i64::MAX)
-                    .await?;
+                let mut readings = Vec::new();
+                for metric in metrics {
+                    readings.extend(
+                        store
+                            .patient_readings(patient.id, Some(*metric), read_from, to, i64::MAX)
+                            .await?,
+                    );
+                }
+                // The store's order: event time, then metric.
+                readings.sort_by(|a, b| {
+                    a.ts.cmp(&b.ts)
+                        .then_with(|| a.metric.code().cmp(b.metric.code()))
+                });
                 job.loaded.fetch_add(1, Ordering::Relaxed);
                 Ok::<_, crate::store::StoreError>(PatientInput {
                     patient_id: patient.id,

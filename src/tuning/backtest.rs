@@ -208,6 +208,15 @@ impl Setup {
         &self.replayed
     }
 
+    /// Returns the metrics the replayed rules read: the only readings the
+    /// replay needs.
+    pub fn metrics(&self) -> Vec<Metric> {
+        Metric::ALL
+            .into_iter()
+            .filter(|metric| self.metrics & (1 << metric_index(*metric)) != 0)
+            .collect()
+    }
+
     /// Replays one patient under both rule sets.
     ///
     /// One pass evaluates both over one history: the proposal is loaded as

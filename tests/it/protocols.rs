@@ -545,7 +545,7 @@ async fn a_running_preview_is_cancelled_by_its_owner() {
     }
     add_test_user(&app.store, "coordinator", Role::Coordinator, &["Meppel"]).await;
     let (coordinator, csrf) = sign_in(&app.http, "coordinator").await;
-    let document: Value = coordinator
+    let mut document: Value = coordinator
         .get(format!("{}/api/v1/protocols/default", app.http))
         .send()
         .await
@@ -553,6 +553,8 @@ async fn a_running_preview_is_cancelled_by_its_owner() {
         .json()
         .await
         .unwrap();
+    // A changed rule, so that every patient's temperatures are read.
+    rule_mut(&mut document, "fever")["above"] = json!(38.5);
 
     // Act: start a preview and stop it at once.
     let started = coordinator
