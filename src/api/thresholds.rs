@@ -267,11 +267,10 @@ fn conflict(detail: &str, proposal: Option<StoredProposal>) -> Response {
 
 /// The protocols in force (files and saved versions), which personal
 /// thresholds are checked against.
-#[allow(clippy::unnecessary_wraps)] // callers handle a failure to read protocols
 fn protocols(
     state: &AppState,
-) -> Result<std::collections::BTreeMap<String, crate::protocols::Protocol>, ApiError> {
-    Ok((*state.protocols.current()).clone())
+) -> std::sync::Arc<std::collections::BTreeMap<String, crate::protocols::Protocol>> {
+    state.protocols.current()
 }
 
 /// A patient's personal thresholds: every version (those in force
@@ -359,7 +358,7 @@ async fn change_threshold(
     // Who may, before what: a nurse learns nothing from her body's errors.
     let access = patient_for(&state, &caller, patient_id, Purpose::ThresholdChange).await?;
     let Json(body) = body?;
-    let protocols = protocols(&state)?;
+    let protocols = protocols(&state);
     let now = Timestamp::now();
     let today = rules::today(&state.settings, now);
     let versions = state.store.patient_rule_overrides(patient_id).await?;
@@ -582,7 +581,7 @@ async fn approve(
     }
     // The protocols may have changed since it was proposed.
     if let Err(problems) = crate::protocols::personal_rule(
-        &protocols(&state)?,
+        &protocols(&state),
         &access.patient.protocols,
         &proposal.rule_key,
         &proposal.settings,
