@@ -185,6 +185,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// 409 `conflict` (a problem detail) with the resource as it now is under
+/// `member` (`alert`, `proposal`, `protocol`), so the caller sees what
+/// changed meanwhile.
+pub(crate) fn conflict(detail: &str, member: &str, current: impl serde::Serialize) -> Response {
+    let mut body = serde_json::json!({
+        "type": "urn:thuiswacht:problem:conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": detail,
+    });
+    body[member] = serde_json::to_value(current).unwrap_or(serde_json::Value::Null);
+    let mut response = (StatusCode::CONFLICT, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -321,22 +321,15 @@ async fn save(
 
 /// 409 with the newest version.
 fn conflict(protocol_id: &str, current: VersionInfo, protocol: Protocol) -> Response {
-    let body = serde_json::json!({
-        "type": "urn:thuiswacht:problem:conflict",
-        "title": "Conflict",
-        "status": 409,
-        "detail": format!(
-            "version {} of {protocol_id} was saved meanwhile; compare and save again",
-            current.version
-        ),
-        "protocol": ProtocolDocument::new(protocol_id, current, protocol),
-    });
-    let mut response = (StatusCode::CONFLICT, Json(body)).into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/problem+json"),
+    let detail = format!(
+        "version {} of {protocol_id} was saved meanwhile; compare and save again",
+        current.version
     );
-    response
+    super::error::conflict(
+        &detail,
+        "protocol",
+        ProtocolDocument::new(protocol_id, current, protocol),
+    )
 }
 
 #[utoipa::path(

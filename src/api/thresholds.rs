@@ -24,7 +24,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -250,19 +250,7 @@ struct DecisionBody {
 
 /// 409 with the proposal as it now is.
 fn conflict(detail: &str, proposal: Option<StoredProposal>) -> Response {
-    let body = serde_json::json!({
-        "type": "urn:thuiswacht:problem:conflict",
-        "title": "Conflict",
-        "status": 409,
-        "detail": detail,
-        "proposal": proposal.map(ThresholdProposal::from),
-    });
-    let mut response = (StatusCode::CONFLICT, Json(body)).into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/problem+json"),
-    );
-    response
+    super::error::conflict(detail, "proposal", proposal.map(ThresholdProposal::from))
 }
 
 /// The protocols in force (files and saved versions), which personal

@@ -22,9 +22,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
@@ -400,19 +399,7 @@ async fn act(
 /// 409 with the alert as it now is.
 async fn conflict(state: &AppState, alert_id: Uuid, detail: &str) -> Response {
     let current = state.store.alert(alert_id).await.ok().flatten();
-    let body = serde_json::json!({
-        "type": "urn:thuiswacht:problem:conflict",
-        "title": "Conflict",
-        "status": 409,
-        "detail": detail,
-        "alert": current,
-    });
-    let mut response = (StatusCode::CONFLICT, Json(body)).into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/problem+json"),
-    );
-    response
+    super::error::conflict(detail, "alert", current)
 }
 
 /// Takes the alert; a second nurse is answered 409 with who has it.
