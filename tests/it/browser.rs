@@ -48,6 +48,34 @@ async fn alert_by_rule(app: &TestApp, patient: Uuid, rule_key: &str) -> Alert {
         .unwrap_or_else(|| panic!("an alert of {rule_key}"))
 }
 
+/// Starts a browser script of `tests/browser/` with `env` and the
+/// screenshot folder; returns it with its stdin and its stdout's lines,
+/// for the STEP/DONE handshake (see `tests/browser/harness.mjs`).
+fn browser_script(
+    script: &str,
+    env: &[(&str, String)],
+    screenshots: &std::path::Path,
+) -> (
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut child = Command::new("node")
+        .arg(repo_path(script))
+        .current_dir(repo_path("tests/browser"))
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .env("SCREENSHOT_DIR", screenshots)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (scripts/test installs it when missing)");
+    let stdin = child.stdin.take().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, stdin, lines)
+}
+
 fn now_seconds() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -133,22 +161,16 @@ async fn a_nurse_works_the_live_worklist_in_chromium() {
 
     // Act: the browser script, which asks for each step it needs.
     let screenshots = repo_path("target/browser-screenshots");
-    let mut child = Command::new("node")
-        .arg(repo_path("tests/browser/worklist.mjs"))
-        .current_dir(repo_path("tests/browser"))
-        .env("THUISWACHT_URL", &app.http)
-        .env("THUISWACHT_USER", "anouk")
-        .env("THUISWACHT_PASSWORD", test_password("anouk"))
-        .env("THUISWACHT_PATIENT", patient.to_string())
-        .env("SCREENSHOT_DIR", &screenshots)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs (scripts/test installs it when missing)");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut stdin, mut lines) = browser_script(
+        "tests/browser/worklist.mjs",
+        &[
+            ("THUISWACHT_URL", app.http.clone()),
+            ("THUISWACHT_USER", "anouk".to_string()),
+            ("THUISWACHT_PASSWORD", test_password("anouk")),
+            ("THUISWACHT_PATIENT", patient.to_string()),
+        ],
+        &screenshots,
+    );
     let mut passed = false;
     let run = async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -341,23 +363,17 @@ async fn a_coordinator_previews_and_saves_a_threshold_in_chromium() {
 
     // Act
     let screenshots = repo_path("target/browser-screenshots");
-    let mut child = Command::new("node")
-        .arg(repo_path("tests/browser/protocols.mjs"))
-        .current_dir(repo_path("tests/browser"))
-        .env("THUISWACHT_URL", &app.http)
-        .env("THUISWACHT_USER", "carla")
-        .env("THUISWACHT_PASSWORD", test_password("carla"))
-        .env("EXPECT_CURRENT", (2 + unchanged).to_string())
-        .env("EXPECT_PROPOSED", (1 + unchanged).to_string())
-        .env("SCREENSHOT_DIR", &screenshots)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs (scripts/test installs it when missing)");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut stdin, mut lines) = browser_script(
+        "tests/browser/protocols.mjs",
+        &[
+            ("THUISWACHT_URL", app.http.clone()),
+            ("THUISWACHT_USER", "carla".to_string()),
+            ("THUISWACHT_PASSWORD", test_password("carla")),
+            ("EXPECT_CURRENT", (2 + unchanged).to_string()),
+            ("EXPECT_PROPOSED", (1 + unchanged).to_string()),
+        ],
+        &screenshots,
+    );
     let mut passed = false;
     let run = async {
         while let Some(line) = lines.next_line().await.unwrap() {
