@@ -77,6 +77,12 @@ pub const REBUILD_READINGS_PER_SERIES: u32 = HISTORY_CAPACITY as u32;
 /// readings arrive; without readings there is nothing to evaluate).
 pub const PERSONAL_SETTINGS_POLL: Duration = Duration::from_secs(2);
 
+/// How often the triage stage reads which team each patient belongs to
+/// (for the team's response targets; a new patient is picked up at once
+/// when its first reading arrives, a patient moved to another team within
+/// this time). Reading every patient is too much for every settings poll.
+pub const PATIENT_TEAMS_POLL: Duration = Duration::from_secs(60);
+
 /// How often overdue alerts are looked for.
 const ESCALATION_SWEEP: Duration = Duration::from_secs(30);
 
@@ -105,27 +111,27 @@ impl ResponseTargets {
             .unwrap_or(24 * 60)
     }
 
-    /// Reads the team targets and which team each patient belongs to.
+    /// Notes which team each of `patients` belongs to.
+    pub fn set_patients(&mut self, patients: &[crate::store::Patient]) {
+        self.team_of_patient = patients
+            .iter()
+            .map(|patient| (patient.id, patient.team_id))
+            .collect();
+    }
+
+    /// Reads the team targets again (a small table; the patient list is
+    /// read less often, see [`PATIENT_TEAMS_POLL`]).
     ///
     /// # Errors
     /// Returns a store error when they cannot be read.
-    pub async fn load(store: &dyn Store) -> Result<ResponseTargets, StoreError> {
-        let team_of_patient = store
-            .list_patients()
-            .await?
-            .into_iter()
-            .map(|patient| (patient.id, patient.team_id))
-            .collect();
-        let by_team = store
+    pub async fn load_team_targets(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        self.by_team = store
             .team_response_targets()
             .await?
             .into_iter()
             .map(|target| ((target.team_id, target.priority), target.minutes))
             .collect();
-        Ok(ResponseTargets {
-            team_of_patient,
-            by_team,
-        })
+        Ok(())
     }
 }
 
@@ -260,8 +266,10 @@ impl TriageStage {
         &self,
         engine: &mut TriageEngine,
         registered: &mut HashSet<Uuid>,
-    ) -> Result<(), StoreError> {
-        for patient in self.store.list_patients().await? {
+        refused: &mut HashSet<Uuid>,
+    ) -> Result<Vec<crate::store::Patient>, StoreError> {
+        let patients = self.store.list_patients().await?;
+        for patient in &patients {
             if registered.contains(&patient.id) {
                 continue;
             }
@@ -281,11 +289,15 @@ impl TriageStage {
                     engine.set_personal_settings(patient.id, &settings);
                 }
                 Err(error) => {
-                    tracing::warn!(patient_id = %patient.id, error = %error, "patient not triaged")
+                    // Not asked again for every batch of this patient's
+                    // readings; a protocol change tries again.
+                    if refused.insert(patient.id) {
+                        tracing::warn!(patient_id = %patient.id, error = %error, "patient not triaged");
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(patients)
     }
 
     async fn register_all(&self, engine: &mut TriageEngine) -> Result<HashSet<Uuid>, StoreError> {
@@ -314,6 +326,8 @@ impl TriageStage {
         let mut personal_seen = 0;
         let mut personal_checked: Option<Instant> = None;
         let mut targets = ResponseTargets::default();
+        let mut patient_teams_read: Option<Instant> = None;
+        let mut refused: HashSet<Uuid> = HashSet::new();
         let mut technical = TechnicalRecorder::new(self.store.clone(), self.protocols.clone());
         let mut protocol_changes = self.protocols.subscribe();
         protocol_changes.mark_unchanged();
@@ -322,10 +336,17 @@ impl TriageStage {
             if batch
                 .readings
                 .iter()
-                .any(|r| !registered.contains(&r.patient_id))
+                .any(|r| !registered.contains(&r.patient_id) && !refused.contains(&r.patient_id))
             {
-                if let Err(error) = self.register_new(&mut engine, &mut registered).await {
-                    tracing::warn!(error = %error, "patient registry unavailable");
+                match self
+                    .register_new(&mut engine, &mut registered, &mut refused)
+                    .await
+                {
+                    Ok(patients) => {
+                        targets.set_patients(&patients);
+                        patient_teams_read = Some(Instant::now());
+                    }
+                    Err(error) => tracing::warn!(error = %error, "patient registry unavailable"),
                 }
             }
             // Personal settings changed by coordinators or nurses, at most
@@ -344,9 +365,17 @@ impl TriageStage {
                 if let Err(error) = self.protocols.refresh(self.store.as_ref()).await {
                     tracing::warn!(error = %error, "protocol versions unavailable");
                 }
-                match ResponseTargets::load(self.store.as_ref()).await {
-                    Ok(loaded) => targets = loaded,
-                    Err(error) => tracing::warn!(error = %error, "response targets unavailable"),
+                if patient_teams_read.is_none_or(|at| at.elapsed() >= PATIENT_TEAMS_POLL) {
+                    match self.store.list_patients().await {
+                        Ok(patients) => {
+                            targets.set_patients(&patients);
+                            patient_teams_read = Some(Instant::now());
+                        }
+                        Err(error) => tracing::warn!(error = %error, "patient registry unavailable"),
+                    }
+                }
+                if let Err(error) = targets.load_team_targets(self.store.as_ref()).await {
+                    tracing::warn!(error = %error, "response targets unavailable");
                 }
             }
             // Protocol versions saved or files reloaded: each applies to
@@ -354,6 +383,7 @@ impl TriageStage {
             if protocol_changes.has_changed().unwrap_or(false) {
                 protocol_changes.mark_unchanged();
                 apply_protocols(&mut engine, &self.protocols);
+                refused.clear();
                 tracing::info!("protocol versions applied");
             }
             for (reading, is_new) in batch.readings.iter().zip(&batch.is_new) {

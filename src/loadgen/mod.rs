@@ -323,6 +323,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
             args.per_message,
             args.devices,
             rate,
+            EventTimes::Spread,
             published.clone(),
         )));
     }
@@ -525,8 +526,30 @@ async fn poll_probe(
     }
 }
 
+/// The event times and values of the readings a publisher sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTimes {
+    /// Spread over the last month, microseconds apart per device, heart
+    /// rates cycling 60–99: as many distinct keys as fast as possible, for
+    /// the ingest benchmark.
+    Spread,
+    /// At the time of publishing, each wearer's heart rate varying by a few
+    /// beats around their own resting rate, as a worn wearable sends: the
+    /// background traffic of a service whose other parts are measured.
+    Live,
+}
+
+/// Returns the heart rate of the `round`-th reading of background wearable
+/// `device` in [`EventTimes::Live`]: a resting rate of 62–84 /min of its
+/// own, ±3.
+pub fn live_heart_rate(device: usize, round: u64) -> i64 {
+    let resting = 62 + (device * 7_919 % 23) as i64;
+    let jitter = ((round * 31 + device as u64) % 7) as i64 - 3;
+    resting + jitter
+}
+
 #[allow(clippy::too_many_arguments)]
-async fn publish(
+pub(crate) async fn publish(
     broker_url: String,
     topic_root: String,
     publisher: usize,
@@ -535,6 +558,7 @@ async fn publish(
     per_message: usize,
     devices: usize,
     messages_per_s: Option<f64>,
+    event_times: EventTimes,
     published: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
     let url = url::Url::parse(&broker_url)?;
@@ -570,16 +594,25 @@ async fn publish(
     let started = Instant::now();
     let mut payload = String::with_capacity(128 * per_message);
     let mut last_probe_slot = i64::MIN / 2;
+    let mut last_live: std::collections::HashMap<usize, i64> = std::collections::HashMap::new();
     for index in 0..count {
         let probe = index % PROBE_EVERY == 0;
+        let device_index = (index as usize * publishers + publisher) % devices;
         let (device, topic_device) = if probe {
             (PROBE_DEVICE.to_owned(), PROBE_DEVICE.to_owned())
         } else {
-            let device = format!(
-                "load-{}",
-                (index as usize * publishers + publisher) % devices
-            );
+            let device = format!("load-{device_index}");
             (device.clone(), device)
+        };
+        // Live: now, and after this device's previous reading (the key is
+        // device, metric and time).
+        let live_start = if event_times == EventTimes::Live && !probe {
+            let previous = last_live.entry(device_index).or_insert(i64::MIN);
+            let start = Timestamp::now().micros().max(*previous + 1);
+            *previous = start + per_message as i64 - 1;
+            Some(start)
+        } else {
+            None
         };
         payload.clear();
         payload.push_str("{\"device_id\":\"");
@@ -601,6 +634,8 @@ async fn publish(
                     last_probe_slot = start;
                 }
                 Timestamp(start + (publisher * per_message + reading) as i64)
+            } else if let Some(start) = live_start {
+                Timestamp(start + reading as i64)
             } else {
                 // Unique per (publisher, message, reading), spread over a month.
                 Timestamp(
@@ -608,9 +643,12 @@ async fn publish(
                         + reading as u64) as i64,
                 )
             };
+            let value = match live_start {
+                Some(_) => live_heart_rate(device_index, index / devices as u64),
+                None => 60 + (index % 40) as i64,
+            };
             payload.push_str(&format!(
-                "{{\"metric\":\"heart_rate\",\"value\":{},\"unit\":\"/min\",\"ts\":\"{ts}\"}}",
-                60 + (index % 40)
+                "{{\"metric\":\"heart_rate\",\"value\":{value},\"unit\":\"/min\",\"ts\":\"{ts}\"}}"
             ));
         }
         payload.push_str("]}");

@@ -10,7 +10,9 @@
 //! earlier `--keep` run loaded), creates a nurse of one team, starts the
 //! release `thuiswacht serve` as its own process against that database and
 //! the local Mosquitto, signs in over HTTP, and then, while gateways
-//! publish in the background at `--ingest-rate` readings/s:
+//! publish in the background at `--ingest-rate` readings/s (heart rates of
+//! `--ingest-devices` wearables at the time of publishing, each varying by
+//! a few beats around its wearer's resting rate: [`EventTimes::Live`]):
 //!
 //! 1. sends `GET` requests for the worklist API and page, open-loop at
 //!    `--rps` in total ([`open_loop`](super::open_loop)), after a warm-up
@@ -39,7 +41,8 @@ use super::open_loop::{self, PathReport};
 use super::sse_probe::{self, ProbeTarget, SseReport};
 use super::worklist_data::{self, add_nurse, LoadedData, WorklistData};
 use super::{
-    create_database, drop_database, forget_session, free_port, publish, stored_total, Service,
+    create_database, drop_database, forget_session, free_port, publish, stored_total, EventTimes,
+    Service,
     PROBE_DEVICE,
 };
 use crate::alert_book::Outcome;
@@ -412,6 +415,7 @@ async fn drive(
                 1,
                 args.ingest_devices,
                 Some(args.ingest_rate / PUBLISHERS as f64),
+                EventTimes::Live,
                 published.clone(),
             )));
         }

@@ -5,6 +5,7 @@
 //! Both implementations pass the same contract tests (`tests/it/store_contract.rs`).
 //! SQL lives here only, always with bound parameters.
 
+pub mod alert_cache;
 mod auth;
 mod pg_auth;
 mod pg_thresholds;
@@ -306,6 +307,13 @@ pub struct StoredReading {
     pub metric: Metric,
     pub value: f64,
     pub ts: Timestamp,
+}
+
+/// How stale a session's last use may get before a request records it:
+/// a quarter of the idle timeout, at most 30 s. The idle timeout is thus
+/// kept to within that much, and a nurse's requests do not each commit.
+pub fn session_touch_micros(idle_timeout_micros: i64) -> i64 {
+    (idle_timeout_micros / 4).min(30_000_000)
 }
 
 /// The storage interface every backend implements.
@@ -615,7 +623,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Returns the session with this secret hash if it is valid at `now`
     /// (not revoked, before its absolute end, used within the idle timeout,
-    /// its user not disabled) and marks it used at `now`.
+    /// its user not disabled) and marks it used at `now` when its last use
+    /// is older than [`session_touch_micros`] (so a busy session costs a
+    /// read, not a commit, per request).
     async fn active_session(
         &self,
         secret_sha256: &[u8],
@@ -787,7 +797,7 @@ pub struct TeamResponseTarget {
 }
 
 /// Which alerts a list shows, and how.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AlertQuery {
     /// Only alerts of patients of these teams; `None`: every team.
     pub teams: Option<Vec<Uuid>>,
@@ -802,7 +812,7 @@ pub struct AlertQuery {
 }
 
 /// The order of an alert list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AlertOrder {
     /// The worklist's: priority, then score, then the earliest response target.
     Urgency,

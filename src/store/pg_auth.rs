@@ -31,16 +31,23 @@ const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.role, u.created_
                where ut.user_id = u.id), '[]'::json)";
 
 fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
-    let role: &str = row.get(3);
-    let teams: serde_json::Value = row.get(6);
+    user_from_columns(row, 0)
+}
+
+/// Reads the [`USER_COLUMNS`] that start at column `first`.
+fn user_from_columns(row: &PgRow, first: usize) -> Result<User, StoreError> {
+    let role: &str = row.get(first + 3);
+    let teams: serde_json::Value = row.get(first + 6);
     Ok(User {
-        id: row.get(0),
-        username: row.get(1),
-        display_name: row.get(2),
+        id: row.get(first),
+        username: row.get(first + 1),
+        display_name: row.get(first + 2),
         role: Role::from_code(role)
             .ok_or_else(|| StoreError::NotFound(format!("valid role (found {role:?})")))?,
-        created_at: from_datetime(row.get(4)),
-        disabled_at: row.get::<Option<DateTime<Utc>>, _>(5).map(from_datetime),
+        created_at: from_datetime(row.get(first + 4)),
+        disabled_at: row
+            .get::<Option<DateTime<Utc>>, _>(first + 5)
+            .map(from_datetime),
         teams: teams_from_json(teams)?,
     })
 }
@@ -262,34 +269,38 @@ impl PgStore {
         idle_timeout_micros: i64,
     ) -> Result<Option<ActiveSession>, StoreError> {
         // Checking and touching in one statement: a session cannot be
-        // revoked between the check and the touch.
-        let row = sqlx::query(
-            "update sessions set last_seen_at = $2
-             where secret_sha256 = $1 and revoked_at is null and expires_at > $2 and last_seen_at > $3
-               and user_id in (select id from users where disabled_at is null)
-             returning id, user_id, csrf_token, created_at, expires_at",
-        )
+        // revoked between the check and the touch. The touch only writes
+        // when the last use is older than the touch interval, so most
+        // requests run a read-only statement without a commit to wait for.
+        let row = sqlx::query(&format!(
+            "with s as (
+                 select s.id, s.user_id, s.csrf_token, s.created_at, s.expires_at, s.last_seen_at
+                 from sessions s join users u on u.id = s.user_id
+                 where s.secret_sha256 = $1 and s.revoked_at is null and s.expires_at > $2
+                   and s.last_seen_at > $3 and u.disabled_at is null),
+             touched as (
+                 update sessions set last_seen_at = $2
+                 where id in (select id from s where last_seen_at < $4) and revoked_at is null)
+             select s.id, s.csrf_token, s.created_at, s.expires_at, {USER_COLUMNS}
+             from s join users u on u.id = s.user_id"
+        ))
         .bind(secret_sha256)
         .bind(to_datetime(now))
         .bind(to_datetime(now.plus_micros(-idle_timeout_micros)))
+        .bind(to_datetime(now.plus_micros(-super::session_touch_micros(
+            idle_timeout_micros,
+        ))))
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let user_id: Uuid = row.get(1);
-        let user_row = sqlx::query(&format!(
-            "select {USER_COLUMNS} from users u where u.id = $1"
-        ))
-        .bind(user_id)
-        .fetch_one(self.pool())
-        .await?;
         Ok(Some(ActiveSession {
             id: row.get(0),
-            user: user_from_row(&user_row)?,
-            csrf_token: row.get(2),
-            created_at: from_datetime(row.get(3)),
-            expires_at: from_datetime(row.get(4)),
+            csrf_token: row.get(1),
+            created_at: from_datetime(row.get(2)),
+            expires_at: from_datetime(row.get(3)),
+            user: user_from_columns(&row, 4)?,
         }))
     }
 

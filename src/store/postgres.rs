@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use super::alert_cache::{AlertQueryCache, Lookup};
 use super::thresholds::{
     NewThresholdProposal, PendingProposalItem, ProposalStatus, ThresholdDecision,
     ThresholdProposal, ThresholdReviewItem,
@@ -41,6 +42,10 @@ pub struct PgStore {
     changes: tokio::sync::broadcast::Sender<AlertChange>,
     /// Whether the LISTEN task runs (started by the first subscriber).
     listening: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the LISTEN connection is up, so that no change is missed.
+    connected: Arc<std::sync::atomic::AtomicBool>,
+    /// Worklist pages, as fresh as the alert changes (see `alert_cache`).
+    alert_cache: Arc<AlertQueryCache>,
 }
 
 impl PgStore {
@@ -68,6 +73,8 @@ impl PgStore {
             pool,
             changes: tokio::sync::broadcast::channel(ALERT_CHANGES_CAPACITY).0,
             listening: Arc::default(),
+            connected: Arc::default(),
+            alert_cache: Arc::default(),
         }
     }
 
@@ -75,7 +82,12 @@ impl PgStore {
     /// to the subscribers until none is left. Reconnects after a lost
     /// connection; changes made meanwhile are not announced, so subscribers
     /// are told to reload (a `resync` change).
-    async fn listen(pool: PgPool, changes: tokio::sync::broadcast::Sender<AlertChange>) {
+    async fn listen(
+        pool: PgPool,
+        changes: tokio::sync::broadcast::Sender<AlertChange>,
+        connected: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use std::sync::atomic::Ordering;
         let mut backoff = Duration::from_millis(200);
         loop {
             let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
@@ -93,13 +105,17 @@ impl PgStore {
                 continue;
             }
             backoff = Duration::from_millis(200);
+            connected.store(true, Ordering::Release);
             loop {
                 match listener.try_recv().await {
                     Ok(Some(notification)) => {
+                        // After a reconnect (below), heard again.
+                        connected.store(true, Ordering::Release);
                         match serde_json::from_str::<AlertChange>(notification.payload()) {
                             Ok(change) => {
                                 if changes.send(change).is_err() {
                                     // Nobody listens any more; a new subscriber restarts us.
+                                    connected.store(false, Ordering::Release);
                                     return;
                                 }
                             }
@@ -109,6 +125,7 @@ impl PgStore {
                     Ok(None) => {
                         // The connection was lost and is re-established by the
                         // next call; whatever changed meanwhile was missed.
+                        connected.store(false, Ordering::Release);
                         let _ = changes.send(AlertChange {
                             alert_id: Uuid::nil(),
                             patient_id: Uuid::nil(),
@@ -116,12 +133,63 @@ impl PgStore {
                         });
                     }
                     Err(error) => {
+                        connected.store(false, Ordering::Release);
                         tracing::warn!(error = %error, "alert change listener failed; reconnecting");
                         break;
                     }
                 }
             }
         }
+    }
+
+    /// Reads a page of alerts (what [`Store::query_alerts`] serves from
+    /// the cache when it can).
+    async fn read_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
+        let order = match query.order {
+            AlertOrder::Urgency => URGENCY_ORDER,
+            AlertOrder::Newest => "x.opened_at desc, x.id",
+        };
+        // Spelled out when no resolved alert is asked for (the worklist), so
+        // that the partial index of unresolved alerts serves the query also
+        // in a generic plan, where `status = any($1)` says nothing; without
+        // it PostgreSQL reads every alert ever raised.
+        let unresolved_only = if query.status_codes().contains(&"resolved") {
+            ""
+        } else {
+            "and status <> 'resolved'"
+        };
+        let rows = sqlx::query(&format!(
+            "select x.*, p.display_name, p.team_id, t.name, count(*) over ()
+             from (select {ALERT_COLUMNS} from alerts
+                   where status = any($1) and priority = any($2) {unresolved_only}
+                     and ($3::uuid is null or patient_id = $3)) x
+             join patients p on p.id = x.patient_id
+             join teams t on t.id = p.team_id
+             where ($4::uuid[] is null or p.team_id = any($4))
+             order by {order}
+             limit $5 offset $6"
+        ))
+        .bind(query.status_codes())
+        .bind(query.priority_codes())
+        .bind(query.patient_id)
+        .bind(query.teams.as_deref())
+        .bind(query.limit.clamp(1, 1000))
+        .bind(query.offset.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        let total = rows.first().map_or(0, |row| row.get::<i64, _>(21));
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(AlertListItem {
+                    alert: pg_alert(row)?,
+                    patient_display_name: row.get(18),
+                    team_id: row.get(19),
+                    team: row.get(20),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(AlertPage { items, total })
     }
 
     /// Returns the pool.
@@ -553,6 +621,7 @@ impl Store for PgStore {
             .fetch_one(&mut *transaction)
             .await?;
         transaction.commit().await?;
+        self.alert_cache.invalidate();
         Ok((pg_alert(&row)?, created))
     }
 
@@ -625,6 +694,7 @@ impl Store for PgStore {
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
+        self.alert_cache.invalidate();
         Ok(())
     }
 
@@ -826,8 +896,9 @@ impl Store for PgStore {
             let pool = self.pool.clone();
             let changes = self.changes.clone();
             let listening = self.listening.clone();
+            let connected = self.connected.clone();
             tokio::spawn(async move {
-                PgStore::listen(pool, changes).await;
+                PgStore::listen(pool, changes, connected).await;
                 listening.store(false, std::sync::atomic::Ordering::Release);
             });
         }
@@ -874,51 +945,23 @@ impl Store for PgStore {
     }
 
     async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
-        let order = match query.order {
-            AlertOrder::Urgency => URGENCY_ORDER,
-            AlertOrder::Newest => "x.opened_at desc, x.id",
-        };
-        // Spelled out when no resolved alert is asked for (the worklist), so
-        // that the partial index of unresolved alerts serves the query also
-        // in a generic plan, where `status = any($1)` says nothing; without
-        // it PostgreSQL reads every alert ever raised.
-        let unresolved_only = if query.status_codes().contains(&"resolved") {
-            ""
-        } else {
-            "and status <> 'resolved'"
-        };
-        let rows = sqlx::query(&format!(
-            "select x.*, p.display_name, p.team_id, t.name, count(*) over ()
-             from (select {ALERT_COLUMNS} from alerts
-                   where status = any($1) and priority = any($2) {unresolved_only}
-                     and ($3::uuid is null or patient_id = $3)) x
-             join patients p on p.id = x.patient_id
-             join teams t on t.id = p.team_id
-             where ($4::uuid[] is null or p.team_id = any($4))
-             order by {order}
-             limit $5 offset $6"
-        ))
-        .bind(query.status_codes())
-        .bind(query.priority_codes())
-        .bind(query.patient_id)
-        .bind(query.teams.as_deref())
-        .bind(query.limit.clamp(1, 1000))
-        .bind(query.offset.max(0))
-        .fetch_all(&self.pool)
-        .await?;
-        let total = rows.first().map_or(0, |row| row.get::<i64, _>(21));
-        let items = rows
-            .iter()
-            .map(|row| {
-                Ok(AlertListItem {
-                    alert: pg_alert(row)?,
-                    patient_display_name: row.get(18),
-                    team_id: row.get(19),
-                    team: row.get(20),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(AlertPage { items, total })
+        // The worklist's order is the one asked for over and over.
+        if query.order != AlertOrder::Urgency {
+            return self.read_alerts(query).await;
+        }
+        if self.alert_cache.needs_subscription() {
+            self.alert_cache.subscribe(self.alert_changes());
+        }
+        let read_at = std::time::Instant::now();
+        let listening = self.connected.load(std::sync::atomic::Ordering::Acquire);
+        match self.alert_cache.lookup(query, listening, read_at) {
+            Lookup::Hit(page) => Ok(page),
+            Lookup::Miss(generation) => {
+                let page = self.read_alerts(query).await?;
+                self.alert_cache.keep(query, generation, read_at, &page);
+                Ok(page)
+            }
+        }
     }
 
     async fn patient_readings(

@@ -25,18 +25,23 @@ const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.role, u.created_
           where ut.user_id = u.id order by t.name))";
 
 fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
-    let role: &str = row.get(3);
-    let teams: String = row.get(6);
+    user_from_columns(row, 0)
+}
+
+/// Reads the [`USER_COLUMNS`] that start at column `first`.
+fn user_from_columns(row: &SqliteRow, first: usize) -> Result<User, StoreError> {
+    let role: &str = row.get(first + 3);
+    let teams: String = row.get(first + 6);
     let teams: serde_json::Value = serde_json::from_str(&teams)
         .map_err(|error| StoreError::Rejected(sqlx::Error::Decode(error.into())))?;
     Ok(User {
-        id: parse_uuid(row.get(0))?,
-        username: row.get(1),
-        display_name: row.get(2),
+        id: parse_uuid(row.get(first))?,
+        username: row.get(first + 1),
+        display_name: row.get(first + 2),
         role: Role::from_code(role)
             .ok_or_else(|| StoreError::NotFound(format!("valid role (found {role:?})")))?,
-        created_at: Timestamp(row.get(4)),
-        disabled_at: row.get::<Option<i64>, _>(5).map(Timestamp),
+        created_at: Timestamp(row.get(first + 4)),
+        disabled_at: row.get::<Option<i64>, _>(first + 5).map(Timestamp),
         teams: teams_from_json(teams)?,
     })
 }
@@ -206,12 +211,14 @@ impl SqliteStore {
         now: Timestamp,
         idle_timeout_micros: i64,
     ) -> Result<Option<ActiveSession>, StoreError> {
-        let row = sqlx::query(
-            "update sessions set last_seen_at = ?2
-             where secret_sha256 = ?1 and revoked_at is null and expires_at > ?2 and last_seen_at > ?3
-               and user_id in (select id from users where disabled_at is null)
-             returning id, user_id, csrf_token, created_at, expires_at",
-        )
+        // A read first; the touch writes only when the last use is older
+        // than the touch interval (see `session_touch_micros`).
+        let row = sqlx::query(&format!(
+            "select s.id, s.csrf_token, s.created_at, s.expires_at, s.last_seen_at, {USER_COLUMNS}
+             from sessions s join users u on u.id = s.user_id
+             where s.secret_sha256 = ?1 and s.revoked_at is null and s.expires_at > ?2
+               and s.last_seen_at > ?3 and u.disabled_at is null"
+        ))
         .bind(secret_sha256)
         .bind(now.micros())
         .bind(now.plus_micros(-idle_timeout_micros).micros())
@@ -220,19 +227,23 @@ impl SqliteStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let user_id: String = row.get(1);
-        let user_row = sqlx::query(&format!(
-            "select {USER_COLUMNS} from users u where u.id = ?"
-        ))
-        .bind(&user_id)
-        .fetch_one(self.pool())
-        .await?;
+        let id: String = row.get(0);
+        let last_seen_at: i64 = row.get(4);
+        if last_seen_at < now.plus_micros(-super::session_touch_micros(idle_timeout_micros)).micros() {
+            sqlx::query(
+                "update sessions set last_seen_at = ?1 where id = ?2 and revoked_at is null",
+            )
+            .bind(now.micros())
+            .bind(&id)
+            .execute(self.pool())
+            .await?;
+        }
         Ok(Some(ActiveSession {
-            id: parse_uuid(row.get(0))?,
-            user: user_from_row(&user_row)?,
-            csrf_token: row.get(2),
-            created_at: Timestamp(row.get(3)),
-            expires_at: Timestamp(row.get(4)),
+            id: parse_uuid(&id)?,
+            csrf_token: row.get(1),
+            created_at: Timestamp(row.get(2)),
+            expires_at: Timestamp(row.get(3)),
+            user: user_from_columns(&row, 5)?,
         }))
     }
 
