@@ -328,6 +328,7 @@ impl TriageStage {
         let mut targets = ResponseTargets::default();
         let mut patient_teams_read: Option<Instant> = None;
         let mut refused: HashSet<Uuid> = HashSet::new();
+        let mut memo = EvidenceMemo::default();
         let mut technical = TechnicalRecorder::new(self.store.clone(), self.protocols.clone());
         let mut protocol_changes = self.protocols.subscribe();
         protocol_changes.mark_unchanged();
@@ -392,7 +393,7 @@ impl TriageStage {
                 }
             }
             for finding in findings.drain(..) {
-                self.record(&finding, &targets).await;
+                self.record(&finding, &targets, &mut memo).await;
             }
             for implausible in &batch.implausible {
                 technical.record_implausible(implausible).await;
@@ -405,8 +406,9 @@ impl TriageStage {
     }
 
     /// Records a raised or ongoing finding in the alert book.
-    async fn record(&self, finding: &Finding, targets: &ResponseTargets) {
+    async fn record(&self, finding: &Finding, targets: &ResponseTargets, memo: &mut EvidenceMemo) {
         if finding.transition == Transition::Recovered {
+            memo.forget(finding.patient_id, &finding.rule_id);
             // A snooze ends when the values recover: the system resolves
             // the alert. An alert in a nurse's hands stays hers.
             if let Err(error) = super::snooze::resolve_recovered(
@@ -423,7 +425,8 @@ impl TriageStage {
             return;
         }
         // Ongoing evidence after a resolution: the nurse has seen this; raise
-        // it again only when the re-raise interval has passed.
+        // it again only when the re-raise interval has passed. Ongoing
+        // evidence for an open alert is written only when it is news.
         if finding.transition == Transition::Ongoing {
             match self
                 .store
@@ -438,7 +441,11 @@ impl TriageStage {
                         return;
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if !memo.is_news(finding) {
+                        return;
+                    }
+                }
                 Err(error) => tracing::warn!(error = %error, "cannot check the last resolution"),
             }
         }
@@ -463,6 +470,7 @@ impl TriageStage {
         for _attempt in 0..8 {
             match self.store.raise_alert(&alert).await {
                 Ok((alert, created)) => {
+                    memo.note_written(finding);
                     if created {
                         tracing::info!(alert_id = %alert.id, patient_id = %alert.patient_id, rule = %alert.rule_key, "alert raised");
                     } else if alert.status == AlertStatus::Snoozed {
@@ -491,6 +499,66 @@ impl TriageStage {
                 }
             }
         }
+    }
+}
+
+/// How long ongoing evidence for an open alert may go unwritten when
+/// nothing a nurse acts on changed (priority, NTS level), in event time.
+pub const EVIDENCE_REFRESH_MICROS: i64 = 5 * 60 * 1_000_000;
+
+/// Which ongoing evidence is news for the alert book.
+///
+/// A wearable in alarm sends a reading a minute or more often, and each
+/// would otherwise rewrite the open alert, add an `updated` event and make
+/// every connected worklist reload, while the nurse's picture stays the
+/// same. Evidence is written when the alert's priority or NTS level
+/// changes, and otherwise at most every [`EVIDENCE_REFRESH_MICROS`] of
+/// event time; raises, recoveries and re-raises after a resolution are
+/// never held back. Kept in memory: after a restart the first evidence is
+/// written.
+#[derive(Debug, Default)]
+pub struct EvidenceMemo {
+    written: HashMap<(Uuid, String), Written>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    priority: Priority,
+    nts: crate::triage::urgency::NtsLevel,
+    ts: Timestamp,
+}
+
+impl EvidenceMemo {
+    /// Whether ongoing `finding`, for an open alert, is worth writing.
+    pub fn is_news(&self, finding: &Finding) -> bool {
+        match self
+            .written
+            .get(&(finding.patient_id, finding.rule_id.clone()))
+        {
+            None => true,
+            Some(written) => {
+                written.priority != finding.priority
+                    || written.nts != finding.nts_level
+                    || finding.ts.micros() >= written.ts.micros() + EVIDENCE_REFRESH_MICROS
+            }
+        }
+    }
+
+    /// Notes that `finding` was written to the alert book.
+    pub fn note_written(&mut self, finding: &Finding) {
+        self.written.insert(
+            (finding.patient_id, finding.rule_id.clone()),
+            Written {
+                priority: finding.priority,
+                nts: finding.nts_level,
+                ts: finding.ts,
+            },
+        );
+    }
+
+    /// Forgets a rule whose condition ended.
+    pub fn forget(&mut self, patient_id: Uuid, rule_id: &str) {
+        self.written.remove(&(patient_id, rule_id.to_owned()));
     }
 }
 
@@ -696,4 +764,49 @@ pub async fn escalate_overdue(store: &Arc<dyn Store>, now: Timestamp) -> Result<
         }
     }
     Ok(escalated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::triage::urgency::{Explanation, NtsLevel};
+
+    const MINUTE: i64 = 60_000_000;
+
+    fn ongoing(minute: i64, priority: Priority, nts: NtsLevel) -> Finding {
+        Finding {
+            patient_id: Uuid::from_u128(1),
+            rule_id: "default/vital_signs_unusual".to_owned(),
+            kind: RuleKind::Anomaly,
+            transition: Transition::Ongoing,
+            ts: Timestamp(minute * MINUTE),
+            priority,
+            nts_level: nts,
+            score: 2000.0 + minute as f64,
+            explanation: Explanation::default(),
+        }
+    }
+
+    #[test]
+    fn ongoing_evidence_is_written_when_it_changes_the_picture_or_is_due() {
+        let mut memo = EvidenceMemo::default();
+        let first = ongoing(0, Priority::Medium, NtsLevel::U3);
+        assert!(memo.is_news(&first), "nothing written yet");
+        memo.note_written(&first);
+        // A minute later, same priority and NTS level: held back.
+        assert!(!memo.is_news(&ongoing(1, Priority::Medium, NtsLevel::U3)));
+        assert!(!memo.is_news(&ongoing(4, Priority::Medium, NtsLevel::U3)));
+        // Worse: written at once.
+        assert!(memo.is_news(&ongoing(2, Priority::High, NtsLevel::U3)));
+        assert!(memo.is_news(&ongoing(2, Priority::Medium, NtsLevel::U2)));
+        // Refreshed after five minutes of event time.
+        assert!(memo.is_news(&ongoing(5, Priority::Medium, NtsLevel::U3)));
+        // Another patient or rule has its own memory.
+        let mut other = ongoing(1, Priority::Medium, NtsLevel::U3);
+        other.patient_id = Uuid::from_u128(2);
+        assert!(memo.is_news(&other));
+        // After a recovery the next evidence is written.
+        memo.forget(first.patient_id, &first.rule_id);
+        assert!(memo.is_news(&ongoing(1, Priority::Medium, NtsLevel::U3)));
+    }
 }

@@ -527,25 +527,25 @@ async fn poll_probe(
 }
 
 /// The event times and values of the readings a publisher sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EventTimes {
     /// Spread over the last month, microseconds apart per device, heart
     /// rates cycling 60–99: as many distinct keys as fast as possible, for
     /// the ingest benchmark.
     Spread,
     /// At the time of publishing, each wearer's heart rate varying by a few
-    /// beats around their own resting rate, as a worn wearable sends: the
-    /// background traffic of a service whose other parts are measured.
-    Live,
+    /// beats around their own resting rate (`resting[device]`, /min), as a
+    /// worn wearable sends: the background traffic of a service whose other
+    /// parts are measured.
+    Live { resting: Arc<Vec<f64>> },
 }
 
-/// Returns the heart rate of the `round`-th reading of background wearable
-/// `device` in [`EventTimes::Live`]: a resting rate of 62–84 /min of its
-/// own, ±3.
-pub fn live_heart_rate(device: usize, round: u64) -> i64 {
-    let resting = 62 + (device * 7_919 % 23) as i64;
+/// Returns the heart rate of the `round`-th reading of a background
+/// wearable whose wearer rests at `resting` /min ([`EventTimes::Live`]):
+/// within ±3 of it, whole beats.
+pub fn live_heart_rate(resting: f64, device: usize, round: u64) -> i64 {
     let jitter = ((round * 31 + device as u64) % 7) as i64 - 3;
-    resting + jitter
+    resting.round() as i64 + jitter
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -606,7 +606,7 @@ pub(crate) async fn publish(
         };
         // Live: now, and after this device's previous reading (the key is
         // device, metric and time).
-        let live_start = if event_times == EventTimes::Live && !probe {
+        let live_start = if matches!(event_times, EventTimes::Live { .. }) && !probe {
             let previous = last_live.entry(device_index).or_insert(i64::MIN);
             let start = Timestamp::now().micros().max(*previous + 1);
             *previous = start + per_message as i64 - 1;
@@ -643,9 +643,13 @@ pub(crate) async fn publish(
                         + reading as u64) as i64,
                 )
             };
-            let value = match live_start {
-                Some(_) => live_heart_rate(device_index, index / devices as u64),
-                None => 60 + (index % 40) as i64,
+            let value = match (&event_times, live_start) {
+                (EventTimes::Live { resting }, Some(_)) => live_heart_rate(
+                    resting.get(device_index).copied().unwrap_or(72.0),
+                    device_index,
+                    index / devices as u64,
+                ),
+                _ => 60 + (index % 40) as i64,
             };
             payload.push_str(&format!(
                 "{{\"metric\":\"heart_rate\",\"value\":{value},\"unit\":\"/min\",\"ts\":\"{ts}\"}}"

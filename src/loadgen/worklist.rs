@@ -257,6 +257,7 @@ async fn measure(
         }
     };
     register_ingest_devices(&store, args.ingest_devices).await?;
+    let resting = wearer_heart_rates(&pool, args.ingest_devices).await?;
     let nurse = add_nurse(&store, &args.team).await?;
     let team_id: Uuid = sqlx::query_scalar("select id from teams where name = $1")
         .bind(&args.team)
@@ -296,7 +297,7 @@ async fn measure(
             .with_context(|| format!("cannot start {}", service_path.display()))?,
         http: format!("http://127.0.0.1:{http_port}"),
     };
-    let result = drive(args, &pool, &service, &topic_root, &nurse, team_id).await;
+    let result = drive(args, &pool, &service, &topic_root, &nurse, team_id, &resting).await;
     drop(service);
     forget_session(&args.mqtt_url, &service_client_id).await;
     let (paths, absent_paths, ingest_readings_per_s, sse) = result?;
@@ -343,6 +344,7 @@ async fn drive(
     topic_root: &str,
     nurse: &worklist_data::BenchNurse,
     team_id: Uuid,
+    resting: &Arc<Vec<f64>>,
 ) -> anyhow::Result<Measured> {
     // The start-up rebuild reads two weeks of readings; give it time.
     let plain = reqwest::Client::new();
@@ -415,7 +417,9 @@ async fn drive(
                 1,
                 args.ingest_devices,
                 Some(args.ingest_rate / PUBLISHERS as f64),
-                EventTimes::Live,
+                EventTimes::Live {
+                    resting: resting.clone(),
+                },
                 published.clone(),
             )));
         }
@@ -500,6 +504,42 @@ async fn register_ingest_devices(store: &Arc<dyn Store>, count: usize) -> anyhow
             .await?;
     }
     Ok(())
+}
+
+/// Returns the resting heart rate of the wearer of each background
+/// wearable `load-{i}`: the median of the heart rates their other devices
+/// measured in the last 30 days (72 /min without any), so the wearable
+/// sends what this person's heart does and triage sees no stranger.
+async fn wearer_heart_rates(pool: &PgPool, count: usize) -> anyhow::Result<Arc<Vec<f64>>> {
+    let devices: Vec<String> = (0..count).map(|index| format!("load-{index}")).collect();
+    let rows = sqlx::query(
+        "select d.device_id,
+                (select percentile_cont(0.5) within group (order by r.value)
+                 from devices own join readings r on r.device_id = own.device_id
+                 where own.patient_id = d.patient_id and own.device_id not like 'load-%'
+                   and r.metric = 'heart_rate' and r.ts > now() - interval '30 days')
+         from devices d where d.device_id = any($1)",
+    )
+    .bind(&devices)
+    .fetch_all(pool)
+    .await
+    .context("the wearers' heart rates")?;
+    let mut resting = vec![72.0; count];
+    for row in rows {
+        let device: String = row.get(0);
+        let median: Option<f64> = row.get(1);
+        if let (Some(index), Some(median)) = (
+            device
+                .strip_prefix("load-")
+                .and_then(|n| n.parse::<usize>().ok()),
+            median,
+        ) {
+            if let Some(slot) = resting.get_mut(index) {
+                *slot = median;
+            }
+        }
+    }
+    Ok(Arc::new(resting))
 }
 
 /// Returns thermometers of patients of the team who have no unresolved
