@@ -62,6 +62,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("login_max_failures_per_address", Kind::Integer),
     ("login_failure_window_s", Kind::Integer),
     ("break_glass_minutes", Kind::Integer),
+    ("audit_reads_synchronous", Kind::Boolean),
 ];
 
 /// The environment prefix of every setting.
@@ -194,6 +195,15 @@ pub struct Settings {
     /// How long an admin's break-glass access to one patient lasts.
     #[serde(default = "default_break_glass_minutes")]
     pub break_glass_minutes: u64,
+    /// Wait for the disk before answering a read of patient data (a
+    /// worklist, a patient page): PostgreSQL's `synchronous_commit` for its
+    /// audit row. Off (the default), the row is committed and visible at
+    /// once and reaches the disk within a fraction of a second, so a
+    /// database crash in that moment can lose the record of a read, while a
+    /// nurse's page never waits on a slow disk flush. Changes (and their
+    /// audit rows), sign-ins and break-glass always wait.
+    #[serde(default)]
+    pub audit_reads_synchronous: bool,
 }
 
 fn default_data_dir() -> PathBuf {

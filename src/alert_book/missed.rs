@@ -49,6 +49,8 @@ use crate::triage::schedule::{
 use crate::triage::urgency::{self, NtsLevel};
 use crate::validate::DeviceRecord;
 
+/// Patients checked between two yields of a sweep.
+const SWEEP_YIELD_EVERY: usize = 64;
 /// Readings measured this long before the liveness window still show, by
 /// their arrival, that a device is alive; the bound keeps the lookup on the
 /// readings key. A gateway that buffered for longer sends a status anyway.
@@ -118,6 +120,8 @@ impl MissedMeasurementSweeper {
 
     /// Checks every missed-measurement rule of every patient as of `now`.
     ///
+    /// Yields to other tasks every [`SWEEP_YIELD_EVERY`] patients.
+    ///
     /// # Errors
     /// Returns a store error when the registry or the alerts cannot be read;
     /// what was done before it stays done, and the next sweep goes on.
@@ -151,7 +155,13 @@ impl MissedMeasurementSweeper {
             }
         }
         let protocols = self.protocols.current();
-        for patient in &patients {
+        for (index, patient) in patients.iter().enumerate() {
+            // Thousands of patients without a due measurement pass without
+            // an await; let the requests on this worker thread go first now
+            // and then.
+            if index % SWEEP_YIELD_EVERY == SWEEP_YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
             let devices = devices_of.get(&patient.id).map_or(&[][..], Vec::as_slice);
             for protocol_id in &patient.protocols {
                 let Some(protocol) = protocols.get(protocol_id) else {

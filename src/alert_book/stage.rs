@@ -372,7 +372,9 @@ impl TriageStage {
                             targets.set_patients(&patients);
                             patient_teams_read = Some(Instant::now());
                         }
-                        Err(error) => tracing::warn!(error = %error, "patient registry unavailable"),
+                        Err(error) => {
+                            tracing::warn!(error = %error, "patient registry unavailable")
+                        }
                     }
                 }
                 if let Err(error) = targets.load_team_targets(self.store.as_ref()).await {

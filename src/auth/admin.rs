@@ -53,6 +53,7 @@ pub fn command_line_record(action: AuditAction, detail: serde_json::Value) -> Ne
         detail,
         source_address: None,
         user_agent: None,
+        shown: Vec::new(),
     }
 }
 

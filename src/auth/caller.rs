@@ -142,6 +142,7 @@ impl Caller {
             detail: serde_json::json!({}),
             source_address: self.origin.address.clone(),
             user_agent: self.origin.user_agent.clone(),
+            shown: Vec::new(),
         }
     }
 }

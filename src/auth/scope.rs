@@ -241,8 +241,10 @@ pub async fn patient_for(
 }
 
 /// Audits reads of several patients at once (a worklist, search results):
-/// one row per `(patient id, team id)`, all or none. Call it before the
-/// response is sent, with exactly the patients shown.
+/// one row naming every `(patient id, team id)` shown (see
+/// [`NewAuditRecord::shown`](crate::store::NewAuditRecord::shown)), or the
+/// usual row of one patient. Call it before the response is sent, with
+/// exactly the patients shown.
 ///
 /// # Errors
 /// A store failure; then show nothing.
@@ -252,18 +254,19 @@ pub async fn audit_reads(
     purpose: Purpose,
     patients: &[(Uuid, Uuid)],
 ) -> Result<(), ApiError> {
-    let template = caller.audit_record(purpose.audit_action());
-    let records: Vec<_> = patients
-        .iter()
-        .map(|(patient_id, team_id)| {
-            let mut record = template.clone();
+    let mut record = caller.audit_record(purpose.audit_action());
+    record.detail = serde_json::json!({"purpose": purpose});
+    match patients {
+        [] => return Ok(()),
+        [(patient_id, team_id)] => {
             record.patient_id = Some(*patient_id);
             record.team_id = Some(*team_id);
-            record.detail = serde_json::json!({"purpose": purpose});
-            record
-        })
-        .collect();
-    state.store.append_audit(&records).await?;
+        }
+        // One read showing many patients is one row naming them all: a
+        // worklist page of a hundred patients is one row, not a hundred.
+        _ => record.shown = patients.to_vec(),
+    }
+    state.store.append_audit(&[record]).await?;
     Ok(())
 }
 

@@ -86,6 +86,7 @@ fn anonymous_record(
         detail,
         source_address: origin.address.clone(),
         user_agent: origin.user_agent.clone(),
+        shown: Vec::new(),
     }
 }
 
@@ -179,6 +180,7 @@ pub async fn sign_in(
         detail: serde_json::json!({"session_id": session.id, "role": user.role}),
         source_address: origin.address.clone(),
         user_agent: origin.user_agent.clone(),
+        shown: Vec::new(),
     };
     state.store.add_session(&session, &audit).await?;
     state.metrics.security_event("sign_in");
@@ -218,6 +220,7 @@ pub async fn sign_out(
             detail: serde_json::json!({"session_id": session.session_id}),
             source_address: origin.address.clone(),
             user_agent: origin.user_agent.clone(),
+            shown: Vec::new(),
         };
         state.store.append_audit(&[record]).await?;
     }

@@ -537,7 +537,12 @@ pub enum EventTimes {
     /// beats around their own resting rate (`resting[device]`, /min), as a
     /// worn wearable sends: the background traffic of a service whose other
     /// parts are measured.
-    Live { resting: Arc<Vec<f64>> },
+    Live {
+        resting: Arc<Vec<f64>>,
+        /// Microseconds between two readings of one device; a message
+        /// carries the readings since the device's previous one.
+        spacing_micros: i64,
+    },
 }
 
 /// Returns the heart rate of the `round`-th reading of a background
@@ -606,13 +611,16 @@ pub(crate) async fn publish(
         };
         // Live: now, and after this device's previous reading (the key is
         // device, metric and time).
-        let live_start = if matches!(event_times, EventTimes::Live { .. }) && !probe {
-            let previous = last_live.entry(device_index).or_insert(i64::MIN);
-            let start = Timestamp::now().micros().max(*previous + 1);
-            *previous = start + per_message as i64 - 1;
-            Some(start)
-        } else {
-            None
+        let live_start = match &event_times {
+            EventTimes::Live { spacing_micros, .. } if !probe => {
+                let spacing = (*spacing_micros).max(1);
+                let previous = last_live.entry(device_index).or_insert(i64::MIN);
+                let newest = Timestamp::now().micros();
+                let start = (newest - (per_message as i64 - 1) * spacing).max(*previous + 1);
+                *previous = start + (per_message as i64 - 1) * spacing;
+                Some((start, spacing))
+            }
+            _ => None,
         };
         payload.clear();
         payload.push_str("{\"device_id\":\"");
@@ -634,8 +642,8 @@ pub(crate) async fn publish(
                     last_probe_slot = start;
                 }
                 Timestamp(start + (publisher * per_message + reading) as i64)
-            } else if let Some(start) = live_start {
-                Timestamp(start + reading as i64)
+            } else if let Some((start, spacing)) = live_start {
+                Timestamp(start + reading as i64 * spacing)
             } else {
                 // Unique per (publisher, message, reading), spread over a month.
                 Timestamp(
@@ -644,7 +652,7 @@ pub(crate) async fn publish(
                 )
             };
             let value = match (&event_times, live_start) {
-                (EventTimes::Live { resting }, Some(_)) => live_heart_rate(
+                (EventTimes::Live { resting, .. }, Some(_)) => live_heart_rate(
                     resting.get(device_index).copied().unwrap_or(72.0),
                     device_index,
                     index / devices as u64,

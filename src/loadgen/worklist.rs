@@ -42,8 +42,7 @@ use super::sse_probe::{self, ProbeTarget, SseReport};
 use super::worklist_data::{self, add_nurse, LoadedData, WorklistData};
 use super::{
     create_database, drop_database, forget_session, free_port, publish, stored_total, EventTimes,
-    Service,
-    PROBE_DEVICE,
+    Service, PROBE_DEVICE,
 };
 use crate::alert_book::Outcome;
 use crate::domain::{DeviceId, Timestamp};
@@ -90,6 +89,10 @@ pub struct WorklistArgs {
     /// Background wearables (registered to the first patients).
     #[arg(long, default_value_t = 1_000)]
     pub ingest_devices: usize,
+    /// Readings per MQTT message of the background ingest (a gateway
+    /// forwarding what a wearable measured since its last upload).
+    #[arg(long, default_value_t = 1)]
+    pub ingest_per_message: usize,
     /// Fever probes for the SSE latency; 0: none.
     #[arg(long, default_value_t = 150)]
     pub probes: usize,
@@ -297,7 +300,16 @@ async fn measure(
             .with_context(|| format!("cannot start {}", service_path.display()))?,
         http: format!("http://127.0.0.1:{http_port}"),
     };
-    let result = drive(args, &pool, &service, &topic_root, &nurse, team_id, &resting).await;
+    let result = drive(
+        args,
+        &pool,
+        &service,
+        &topic_root,
+        &nurse,
+        team_id,
+        &resting,
+    )
+    .await;
     drop(service);
     forget_session(&args.mqtt_url, &service_client_id).await;
     let (paths, absent_paths, ingest_readings_per_s, sse) = result?;
@@ -405,7 +417,9 @@ async fn drive(
     const PUBLISHERS: usize = 4;
     let mut publishers = Vec::new();
     if args.ingest_rate > 0.0 && args.ingest_devices > 0 {
-        let per_publisher = (args.ingest_rate * ingest_seconds / PUBLISHERS as f64) as u64;
+        let per_message = args.ingest_per_message.max(1);
+        let per_publisher =
+            (args.ingest_rate * ingest_seconds / PUBLISHERS as f64 / per_message as f64) as u64;
         let published = Arc::new(AtomicU64::new(0));
         for publisher in 0..PUBLISHERS {
             publishers.push(tokio::spawn(publish(
@@ -414,11 +428,12 @@ async fn drive(
                 publisher,
                 PUBLISHERS,
                 per_publisher,
-                1,
+                per_message,
                 args.ingest_devices,
-                Some(args.ingest_rate / PUBLISHERS as f64),
+                Some(args.ingest_rate / PUBLISHERS as f64 / per_message as f64),
                 EventTimes::Live {
                     resting: resting.clone(),
+                    spacing_micros: (args.ingest_devices as f64 * 1e6 / args.ingest_rate) as i64,
                 },
                 published.clone(),
             )));

@@ -184,6 +184,18 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
+    /// Whether this is a plain read of patient data (no change, no grant).
+    pub const fn is_read(self) -> bool {
+        matches!(
+            self,
+            AuditAction::ReadWorklist
+                | AuditAction::ReadPatient
+                | AuditAction::ReadReadings
+                | AuditAction::Search
+                | AuditAction::ReadAccessOverview
+        )
+    }
+
     pub const fn code(self) -> &'static str {
         match self {
             AuditAction::SignIn => "sign_in",
@@ -226,6 +238,12 @@ pub struct NewAuditRecord {
     pub detail: serde_json::Value,
     pub source_address: Option<String>,
     pub user_agent: Option<String>,
+    /// For a read that showed several patients at once (a worklist page):
+    /// each patient with their team, all in this one row, while
+    /// `patient_id` and `team_id` stay empty. The view
+    /// `audit_log_patients` and the access overview read it as one row
+    /// per patient.
+    pub shown: Vec<(Uuid, Uuid)>,
 }
 
 /// One row of the audit trail as read back.

@@ -92,7 +92,22 @@ async fn insert_audit<'e>(
     let mut detail = Vec::with_capacity(records.len());
     let mut source_address = Vec::with_capacity(records.len());
     let mut user_agent = Vec::with_capacity(records.len());
+    // Lists as array literals: unnest takes no arrays of arrays of
+    // different lengths.
+    let mut patient_ids: Vec<Option<String>> = Vec::with_capacity(records.len());
+    let mut team_ids: Vec<Option<String>> = Vec::with_capacity(records.len());
     for record in records {
+        if record.shown.is_empty() {
+            patient_ids.push(None);
+            team_ids.push(None);
+        } else {
+            let list = |ids: &mut dyn Iterator<Item = Uuid>| {
+                let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+                format!("{{{}}}", ids.join(","))
+            };
+            patient_ids.push(Some(list(&mut record.shown.iter().map(|(p, _)| *p))));
+            team_ids.push(Some(list(&mut record.shown.iter().map(|(_, t)| *t))));
+        }
         at.push(to_datetime(record.at));
         actor.push(record.actor.as_str());
         actor_kind.push(record.actor_kind.code());
@@ -107,13 +122,17 @@ async fn insert_audit<'e>(
     }
     sqlx::query(
         "insert into audit_log (at, actor, actor_kind, actor_id, on_behalf_of, action,
-                                patient_id, team_id, detail, source_address, user_agent)
+                                patient_id, team_id, detail, source_address, user_agent,
+                                patient_ids, team_ids)
          select at, actor, actor_kind, actor_id, on_behalf_of, action,
-                patient_id, team_id, detail::jsonb, source_address, user_agent
+                patient_id, team_id, detail::jsonb, source_address, user_agent,
+                patient_ids::uuid[], team_ids::uuid[]
          from unnest($1::timestamptz[], $2::text[], $3::text[], $4::uuid[], $5::text[],
-                     $6::text[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[])
+                     $6::text[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[],
+                     $12::text[], $13::text[])
               with ordinality as x(at, actor, actor_kind, actor_id, on_behalf_of, action,
-                                   patient_id, team_id, detail, source_address, user_agent, n)
+                                   patient_id, team_id, detail, source_address, user_agent,
+                                   patient_ids, team_ids, n)
          order by n",
     )
     .bind(&at)
@@ -127,6 +146,8 @@ async fn insert_audit<'e>(
     .bind(&detail)
     .bind(&source_address)
     .bind(&user_agent)
+    .bind(&patient_ids)
+    .bind(&team_ids)
     .execute(executor)
     .await?;
     Ok(())
@@ -327,7 +348,7 @@ impl PgStore {
             return Ok(());
         }
         // One statement is atomic by itself; no transaction round trips.
-        insert_audit(self.pool(), records).await
+        insert_audit(self.audit_pool(records), records).await
     }
 
     pub(super) async fn pg_patient_audit(
@@ -337,10 +358,19 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(
-            "select id, at, actor, actor_kind, actor_id, on_behalf_of, action, patient_id, team_id,
-                    detail, source_address, user_agent
-             from audit_log
-             where patient_id = $1 and ($2::bigint is null or id < $2)
+            "(select id, at, actor, actor_kind, actor_id, on_behalf_of, action, patient_id, team_id,
+                     detail, source_address, user_agent
+              from audit_log
+              where patient_id = $1 and ($2::bigint is null or id < $2)
+              order by id desc limit $3)
+             union all
+             (select id, at, actor, actor_kind, actor_id, on_behalf_of, action, $1,
+                     team_ids[array_position(patient_ids, $1)],
+                     detail, source_address, user_agent
+              from audit_log
+              where patient_ids @> array[$1] and patient_ids is not null
+                and ($2::bigint is null or id < $2)
+              order by id desc limit $3)
              order by id desc limit $3",
         )
         .bind(patient_id)

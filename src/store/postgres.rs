@@ -35,6 +35,9 @@ use crate::validate::DeviceRecord;
 /// Embedded PostgreSQL migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Connections for the audit rows of plain reads (one statement each).
+const READ_AUDIT_CONNECTIONS: u32 = 4;
+
 /// A PostgreSQL connection pool with Thuiswacht's queries.
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -46,6 +49,9 @@ pub struct PgStore {
     connected: Arc<std::sync::atomic::AtomicBool>,
     /// Worklist pages, as fresh as the alert changes (see `alert_cache`).
     alert_cache: Arc<AlertQueryCache>,
+    /// Connections with `synchronous_commit` off, for the audit rows of
+    /// plain reads (`audit_reads_synchronous` false); `None`: the pool.
+    read_audit_pool: Option<PgPool>,
 }
 
 impl PgStore {
@@ -63,8 +69,21 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.db_max_connections)
             .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
-            .connect_lazy_with(options.application_name("thuiswacht"));
-        Ok(PgStore::from_pool(pool))
+            .connect_lazy_with(options.clone().application_name("thuiswacht"));
+        let mut store = PgStore::from_pool(pool);
+        if !settings.audit_reads_synchronous {
+            store.read_audit_pool = Some(
+                PgPoolOptions::new()
+                    .max_connections(READ_AUDIT_CONNECTIONS)
+                    .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
+                    .connect_lazy_with(
+                        options
+                            .application_name("thuiswacht-audit")
+                            .options([("synchronous_commit", "off")]),
+                    ),
+            );
+        }
+        Ok(store)
     }
 
     /// Wraps an existing pool (tests use `#[sqlx::test]` pools).
@@ -75,6 +94,7 @@ impl PgStore {
             listening: Arc::default(),
             connected: Arc::default(),
             alert_cache: Arc::default(),
+            read_audit_pool: None,
         }
     }
 
@@ -190,6 +210,15 @@ impl PgStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(AlertPage { items, total })
+    }
+
+    /// Returns the pool for appending `records`: the one without waiting
+    /// for the disk when they are all plain reads and the settings allow it.
+    pub(super) fn audit_pool(&self, records: &[NewAuditRecord]) -> &PgPool {
+        match &self.read_audit_pool {
+            Some(pool) if records.iter().all(|record| record.action.is_read()) => pool,
+            _ => &self.pool,
+        }
     }
 
     /// Returns the pool.

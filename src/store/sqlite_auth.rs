@@ -50,6 +50,20 @@ fn optional_uuid(text: Option<String>) -> Result<Option<Uuid>, StoreError> {
     text.as_deref().map(parse_uuid).transpose()
 }
 
+/// A JSON array of the patients or teams of a read of several patients;
+/// `None` for a row of one patient.
+fn shown_list(shown: &[(Uuid, Uuid)], pick: impl Fn(&(Uuid, Uuid)) -> Uuid) -> Option<String> {
+    (!shown.is_empty()).then(|| {
+        serde_json::Value::from(
+            shown
+                .iter()
+                .map(|pair| pick(pair).to_string())
+                .collect::<Vec<_>>(),
+        )
+        .to_string()
+    })
+}
+
 async fn insert_audit(
     transaction: &mut Transaction<'_, Sqlite>,
     records: &[NewAuditRecord],
@@ -57,8 +71,9 @@ async fn insert_audit(
     for record in records {
         sqlx::query(
             "insert into audit_log (at, actor, actor_kind, actor_id, on_behalf_of, action,
-                                    patient_id, team_id, detail, source_address, user_agent)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                    patient_id, team_id, detail, source_address, user_agent,
+                                    patient_ids, team_ids)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(record.at.micros())
         .bind(&record.actor)
@@ -71,6 +86,8 @@ async fn insert_audit(
         .bind(record.detail.to_string())
         .bind(record.source_address.as_deref())
         .bind(record.user_agent.as_deref())
+        .bind(shown_list(&record.shown, |(patient, _)| *patient))
+        .bind(shown_list(&record.shown, |(_, team)| *team))
         .execute(&mut **transaction)
         .await?;
     }
@@ -229,7 +246,11 @@ impl SqliteStore {
         };
         let id: String = row.get(0);
         let last_seen_at: i64 = row.get(4);
-        if last_seen_at < now.plus_micros(-super::session_touch_micros(idle_timeout_micros)).micros() {
+        if last_seen_at
+            < now
+                .plus_micros(-super::session_touch_micros(idle_timeout_micros))
+                .micros()
+        {
             sqlx::query(
                 "update sessions set last_seen_at = ?1 where id = ?2 and revoked_at is null",
             )
@@ -284,7 +305,7 @@ impl SqliteStore {
         let rows = sqlx::query(
             "select id, at, actor, actor_kind, actor_id, on_behalf_of, action, patient_id, team_id,
                     detail, source_address, user_agent
-             from audit_log
+             from audit_log_patients
              where patient_id = ?1 and (?2 is null or id < ?2)
              order by id desc limit ?3",
         )

@@ -4,9 +4,15 @@
 //! every factor behind it and the actions a nurse can take.
 //!
 //! In: a [`WorklistAlert`] (its stored explanation is the source of every
-//! fact shown). Out: markup. Pure.
+//! fact shown). Out: markup. Pure, apart from a memo of rendered cards
+//! ([`card`]): a card is a pure function of the alert's evidence, status and
+//! priority and of the language and time zone, so it is rendered once per
+//! change and not again for every nurse's every reload.
 
-use maud::{html, Markup};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use maud::{html, Markup, PreEscaped};
 use serde_json::Value;
 
 use super::i18n::{self, fill, Texts};
@@ -173,16 +179,70 @@ pub fn alert_row(texts: &Texts, clock: Clock, alert: &WorklistAlert) -> Markup {
                 (holder(texts, clock, alert))
             }
             details class="card" data-alert=(id) {
-                summary { (texts.explain_and_act) }
-                div class="card-body" {
-                    (explanation(texts, clock, id, &item.explanation))
-                    @if item.status != AlertStatus::Resolved {
-                        (actions(texts, id, item.priority))
-                    }
-                }
+                (card(texts, clock, item))
             }
         }
     }
+}
+
+/// What an explanation card shows depends on; see [`card`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct CardKey {
+    alert: uuid::Uuid,
+    /// The evidence: its event time and score change with every write of
+    /// the explanation.
+    updated_at: i64,
+    score: u64,
+    status: AlertStatus,
+    priority: Priority,
+    lang: Lang,
+    zone: chrono_tz::Tz,
+}
+
+/// Rendered cards, shared by every app in the process (a card is the same
+/// wherever its key is). Emptied when it holds [`MAX_CARDS`].
+static CARDS: LazyLock<Mutex<HashMap<CardKey, Arc<str>>>> = LazyLock::new(Mutex::default);
+
+/// Cards kept; a worklist page shows up to 200 alerts per language.
+const MAX_CARDS: usize = 8_192;
+
+/// The inside of an alert's explanation card: the summary line, every
+/// factor, and the actions while it is unresolved. Rendered once per key.
+fn card(texts: &Texts, clock: Clock, item: &crate::alert_book::Alert) -> PreEscaped<Arc<str>> {
+    let key = CardKey {
+        alert: item.id,
+        updated_at: item.updated_at.micros(),
+        score: item.score.to_bits(),
+        status: item.status,
+        priority: item.priority,
+        lang: clock.lang,
+        zone: clock.zone,
+    };
+    let cards = || {
+        CARDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(card) = cards().get(&key) {
+        return PreEscaped(card.clone());
+    }
+    let rendered: Arc<str> = html! {
+        summary { (texts.explain_and_act) }
+        div class="card-body" {
+            (explanation(texts, clock, item.id, &item.explanation))
+            @if item.status != AlertStatus::Resolved {
+                (actions(texts, item.id, item.priority))
+            }
+        }
+    }
+    .into_string()
+    .into();
+    let mut cards = cards();
+    if cards.len() >= MAX_CARDS {
+        cards.clear();
+    }
+    cards.insert(key, rendered.clone());
+    PreEscaped(rendered)
 }
 
 fn metric_of(factor: &Value) -> Option<Metric> {

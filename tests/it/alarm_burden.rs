@@ -157,7 +157,7 @@ async fn a_coordinator_sees_her_teams_alarm_burden_and_a_nurse_does_not() {
     assert!(page.contains(&format!("/patients/{}", patients[0])));
     let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
     let audited: Vec<Uuid> = sqlx::query_scalar(
-        "select patient_id from audit_log where actor = 'carla' and action = 'read_worklist'",
+        "select patient_id from audit_log_patients where actor = 'carla' and action = 'read_worklist'",
     )
     .fetch_all(&pool)
     .await

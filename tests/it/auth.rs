@@ -136,7 +136,7 @@ async fn audit_rows(world: &World) -> Vec<serde_json::Value> {
                 'actor_id', actor_id, 'on_behalf_of', on_behalf_of, 'patient_id', patient_id,
                 'team_id', team_id, 'detail', detail, 'source_address', source_address,
                 'user_agent', user_agent)
-         from audit_log order by id",
+         from audit_log_patients order by id, patient_id",
     )
     .fetch_all(&pool)
     .await

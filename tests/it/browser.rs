@@ -268,7 +268,7 @@ async fn a_nurse_works_the_live_worklist_in_chromium() {
     // Every page view left its audit rows: the worklist and the patient page.
     let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
     let actions: Vec<String> = sqlx::query_scalar(
-        "select action from audit_log where actor = 'anouk' and patient_id = $1",
+        "select action from audit_log_patients where actor = 'anouk' and patient_id = $1",
     )
     .bind(patient)
     .fetch_all(&pool)

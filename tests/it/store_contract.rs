@@ -1088,6 +1088,7 @@ fn audit(action: AuditAction, patient: Option<Uuid>, at: i64) -> NewAuditRecord 
         detail: serde_json::json!({"n": at}),
         source_address: Some("192.0.2.1".to_owned()),
         user_agent: Some("Firefox".to_owned()),
+        shown: Vec::new(),
     }
 }
 
@@ -1226,6 +1227,11 @@ async fn the_audit_trail_pages_a_patients_rows_newest_first(store: Arc<dyn Store
     rows[2].actor_kind = ActorKind::Token;
     rows.push(audit(AuditAction::ReadPatient, Some(other), 6));
     rows.push(audit(AuditAction::SignIn, None, 7));
+    // A worklist that showed both patients (and a third) is one row.
+    let (team_a, team_b) = (Uuid::from_u128(0xA), Uuid::from_u128(0xB));
+    let mut worklist = audit(AuditAction::ReadWorklist, None, 8);
+    worklist.shown = vec![(other, team_b), (patient, team_a), (Uuid::new_v4(), team_b)];
+    rows.push(worklist);
     // Act
     store.append_audit(&rows).await.unwrap();
     store.append_audit(&[]).await.unwrap();
@@ -1236,9 +1242,13 @@ async fn the_audit_trail_pages_a_patients_rows_newest_first(store: Arc<dyn Store
         .unwrap();
     // Assert
     let times: Vec<i64> = first.iter().chain(&second).map(|r| r.at.micros()).collect();
-    assert_eq!(times, [5, 4, 3, 2, 1]);
+    assert_eq!(times, [8, 5, 4, 3, 2, 1]);
     assert!(first.windows(2).all(|pair| pair[0].id > pair[1].id));
-    let third = &first[2];
+    // The list row reads as a row about this patient, with their team.
+    assert_eq!(first[0].action, "read_worklist");
+    assert_eq!(first[0].patient_id, Some(patient));
+    assert_eq!(first[0].team_id, Some(team_a));
+    let third = &second[0];
     assert_eq!(third.action, "read_readings");
     assert_eq!(third.actor_kind, "token");
     assert_eq!(third.on_behalf_of.as_deref(), Some("dr. Jansen"));
@@ -1246,7 +1256,15 @@ async fn the_audit_trail_pages_a_patients_rows_newest_first(store: Arc<dyn Store
     assert_eq!(third.detail, serde_json::json!({"n": 3}));
     assert_eq!(third.source_address.as_deref(), Some("192.0.2.1"));
     assert_eq!(third.user_agent.as_deref(), Some("Firefox"));
-    assert_eq!(store.patient_audit(other, None, 10).await.unwrap().len(), 1);
+    let others = store.patient_audit(other, None, 10).await.unwrap();
+    let others: Vec<(&str, Option<Uuid>)> = others
+        .iter()
+        .map(|row| (row.action.as_str(), row.team_id))
+        .collect();
+    assert_eq!(
+        others,
+        [("read_worklist", Some(team_b)), ("read_patient", None)]
+    );
 }
 
 async fn break_glass_opens_one_patient_to_one_admin_until_it_expires(store: Arc<dyn Store>) {

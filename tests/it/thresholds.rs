@@ -473,7 +473,7 @@ async fn the_worklist_reminds_of_a_threshold_once_its_review_date_has_come() {
     // The patients reminded of are audited as shown on the worklist.
     let pool = sqlx::PgPool::connect(&world.database.url).await.unwrap();
     let audited: i64 = sqlx::query_scalar(
-        "select count(*) from audit_log where actor = 'anouk' and action = 'read_worklist' \
+        "select count(*) from audit_log_patients where actor = 'anouk' and action = 'read_worklist' \
          and patient_id = $1",
     )
     .bind(world.patient)

@@ -94,11 +94,13 @@ fn alert(patient: Uuid, rule: &str, priority: Priority, metric: &str, value: f64
 
 async fn audit_actions(world: &World, patient: Uuid) -> Vec<String> {
     let pool = sqlx::PgPool::connect(&world.database.url).await.unwrap();
-    sqlx::query_scalar("select action from audit_log where actor = 'anouk' and patient_id = $1")
-        .bind(patient)
-        .fetch_all(&pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "select action from audit_log_patients where actor = 'anouk' and patient_id = $1",
+    )
+    .bind(patient)
+    .fetch_all(&pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

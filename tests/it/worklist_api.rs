@@ -99,7 +99,7 @@ fn fever(patient: Uuid, value: f64) -> NewAlert {
 
 async fn audit_actions(world: &World, actor: &str) -> Vec<(String, Option<Uuid>)> {
     let pool = sqlx::PgPool::connect(&world.database.url).await.unwrap();
-    sqlx::query_as("select action, patient_id from audit_log where actor = $1 order by id")
+    sqlx::query_as("select action, patient_id from audit_log_patients where actor = $1 order by id, patient_id")
         .bind(actor)
         .fetch_all(&pool)
         .await
