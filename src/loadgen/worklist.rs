@@ -254,11 +254,19 @@ async fn measure(
                 .execute(&pool)
                 .await
                 .context("vacuum analyze")?;
+            sqlx::raw_sql(
+                "create table load_fixture (loaded_at timestamptz not null);
+                 insert into load_fixture values (now());",
+            )
+            .execute(&pool)
+            .await
+            .context("recording the fixture's time")?;
             let seconds = started.elapsed().as_secs_f64();
             eprintln!("loaded in {seconds:.0} s: {loaded:?}");
             (Some(loaded), seconds)
         }
     };
+    reset_to_fixture(&pool).await?;
     register_ingest_devices(&store, args.ingest_devices).await?;
     let resting = wearer_heart_rates(&pool, args.ingest_devices).await?;
     let nurse = add_nurse(&store, &args.team).await?;
@@ -587,6 +595,40 @@ async fn probe_targets(
         .collect())
 }
 
+/// Resolves the alerts earlier runs on this database raised (the probes',
+/// and the missed measurements of the days since the fixture was loaded,
+/// whose spot checks it does not have), so that every run starts from the
+/// fixture's worklist.
+async fn reset_to_fixture(pool: &PgPool) -> anyhow::Result<()> {
+    let loaded_at: Option<chrono::DateTime<chrono::Utc>> =
+        match sqlx::query_scalar("select max(loaded_at) from load_fixture")
+            .fetch_one(pool)
+            .await
+        {
+            Ok(loaded_at) => loaded_at,
+            Err(_) => {
+                eprintln!("no load_fixture table (an older database): alerts of earlier runs stay");
+                return Ok(());
+            }
+        };
+    let Some(loaded_at) = loaded_at else {
+        return Ok(());
+    };
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar("select id from alerts where status <> 'resolved' and opened_at > $1")
+            .bind(loaded_at)
+            .fetch_all(pool)
+            .await?;
+    resolve_as_measurement_errors(pool, &ids).await?;
+    if !ids.is_empty() {
+        eprintln!(
+            "resolved {} alerts raised since the fixture was loaded",
+            ids.len()
+        );
+    }
+    Ok(())
+}
+
 /// Resolves what the probes raised, as a nurse who found a measurement
 /// error, so that a reused database keeps its worklist.
 async fn resolve_probe_alerts(
@@ -594,7 +636,6 @@ async fn resolve_probe_alerts(
     targets: &[ProbeTarget],
     since: Timestamp,
 ) -> anyhow::Result<()> {
-    let store = PgStore::from_pool(pool.clone());
     let patients: Vec<Uuid> = targets.iter().map(|target| target.patient_id).collect();
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "select id from alerts where patient_id = any($1) and status <> 'resolved' and opened_at >= $2",
@@ -603,7 +644,14 @@ async fn resolve_probe_alerts(
     .bind(since.to_datetime())
     .fetch_all(pool)
     .await?;
-    for id in ids {
+    resolve_as_measurement_errors(pool, &ids).await
+}
+
+/// Resolves `ids` through the alert book, as a nurse who found a
+/// measurement error.
+async fn resolve_as_measurement_errors(pool: &PgPool, ids: &[Uuid]) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    for id in ids.iter().copied() {
         let Some(mut alert) = store.alert(id).await? else {
             continue;
         };
