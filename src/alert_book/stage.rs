@@ -329,6 +329,8 @@ impl TriageStage {
         let mut patient_teams_read: Option<Instant> = None;
         let mut refused: HashSet<Uuid> = HashSet::new();
         let mut memo = EvidenceMemo::default();
+        // The metric of the reading behind each finding.
+        let mut finding_metrics: Vec<Metric> = Vec::new();
         let mut technical = TechnicalRecorder::new(self.store.clone(), self.protocols.clone());
         let mut protocol_changes = self.protocols.subscribe();
         protocol_changes.mark_unchanged();
@@ -392,10 +394,11 @@ impl TriageStage {
             for (reading, is_new) in batch.readings.iter().zip(&batch.is_new) {
                 if *is_new {
                     engine.evaluate(reading, &mut findings);
+                    finding_metrics.resize(findings.len(), reading.metric);
                 }
             }
-            for finding in findings.drain(..) {
-                self.record(&finding, &targets, &mut memo).await;
+            for (finding, metric) in findings.drain(..).zip(finding_metrics.drain(..)) {
+                self.record(&finding, metric, &targets, &mut memo).await;
             }
             for implausible in &batch.implausible {
                 technical.record_implausible(implausible).await;
@@ -408,7 +411,13 @@ impl TriageStage {
     }
 
     /// Records a raised or ongoing finding in the alert book.
-    async fn record(&self, finding: &Finding, targets: &ResponseTargets, memo: &mut EvidenceMemo) {
+    async fn record(
+        &self,
+        finding: &Finding,
+        metric: Metric,
+        targets: &ResponseTargets,
+        memo: &mut EvidenceMemo,
+    ) {
         if finding.transition == Transition::Recovered {
             memo.forget(finding.patient_id, &finding.rule_id);
             // A snooze ends when the values recover: the system resolves
@@ -444,7 +453,7 @@ impl TriageStage {
                     }
                 }
                 Ok(None) => {
-                    if !memo.is_news(finding) {
+                    if !memo.is_news(finding, metric) {
                         return;
                     }
                 }
@@ -472,7 +481,7 @@ impl TriageStage {
         for _attempt in 0..8 {
             match self.store.raise_alert(&alert).await {
                 Ok((alert, created)) => {
-                    memo.note_written(finding);
+                    memo.note_written(finding, metric);
                     if created {
                         tracing::info!(alert_id = %alert.id, patient_id = %alert.patient_id, rule = %alert.rule_key, "alert raised");
                     } else if alert.status == AlertStatus::Snoozed {
@@ -514,10 +523,12 @@ pub const EVIDENCE_REFRESH_MICROS: i64 = 5 * 60 * 1_000_000;
 /// would otherwise rewrite the open alert, add an `updated` event and make
 /// every connected worklist reload, while the nurse's picture stays the
 /// same. Evidence is written when the alert's priority or NTS level
-/// changes, and otherwise at most every [`EVIDENCE_REFRESH_MICROS`] of
-/// event time; raises, recoveries and re-raises after a resolution are
-/// never held back. Kept in memory: after a restart the first evidence is
-/// written.
+/// changes, when it comes from a metric not yet written since the last
+/// refresh (a nurse's observation completing a NEWS2, a blood pressure
+/// beside the wearable's pulse), and otherwise at most every
+/// [`EVIDENCE_REFRESH_MICROS`] of event time; raises, recoveries and
+/// re-raises after a resolution are never held back. Kept in memory:
+/// after a restart the first evidence is written.
 #[derive(Debug, Default)]
 pub struct EvidenceMemo {
     written: HashMap<(Uuid, String), Written>,
@@ -527,12 +538,20 @@ pub struct EvidenceMemo {
 struct Written {
     priority: Priority,
     nts: crate::triage::urgency::NtsLevel,
+    /// When the refresh window began (event time).
     ts: Timestamp,
+    /// The metrics written since then, one bit each.
+    metrics: u32,
+}
+
+fn metric_bit(metric: Metric) -> u32 {
+    1 << (metric_index(metric) % 32)
 }
 
 impl EvidenceMemo {
-    /// Whether ongoing `finding`, for an open alert, is worth writing.
-    pub fn is_news(&self, finding: &Finding) -> bool {
+    /// Whether ongoing `finding` from a reading of `metric`, for an open
+    /// alert, is worth writing.
+    pub fn is_news(&self, finding: &Finding, metric: Metric) -> bool {
         match self
             .written
             .get(&(finding.patient_id, finding.rule_id.clone()))
@@ -541,21 +560,34 @@ impl EvidenceMemo {
             Some(written) => {
                 written.priority != finding.priority
                     || written.nts != finding.nts_level
+                    || written.metrics & metric_bit(metric) == 0
                     || finding.ts.micros() >= written.ts.micros() + EVIDENCE_REFRESH_MICROS
             }
         }
     }
 
-    /// Notes that `finding` was written to the alert book.
-    pub fn note_written(&mut self, finding: &Finding) {
-        self.written.insert(
-            (finding.patient_id, finding.rule_id.clone()),
-            Written {
-                priority: finding.priority,
-                nts: finding.nts_level,
-                ts: finding.ts,
-            },
-        );
+    /// Notes that `finding`, from a reading of `metric`, was written to the
+    /// alert book.
+    pub fn note_written(&mut self, finding: &Finding, metric: Metric) {
+        let key = (finding.patient_id, finding.rule_id.clone());
+        let fresh = Written {
+            priority: finding.priority,
+            nts: finding.nts_level,
+            ts: finding.ts,
+            metrics: metric_bit(metric),
+        };
+        match self.written.get_mut(&key) {
+            Some(written)
+                if written.priority == finding.priority
+                    && written.nts == finding.nts_level
+                    && finding.ts.micros() < written.ts.micros() + EVIDENCE_REFRESH_MICROS =>
+            {
+                written.metrics |= metric_bit(metric);
+            }
+            _ => {
+                self.written.insert(key, fresh);
+            }
+        }
     }
 
     /// Forgets a rule whose condition ended.
@@ -791,24 +823,31 @@ mod tests {
 
     #[test]
     fn ongoing_evidence_is_written_when_it_changes_the_picture_or_is_due() {
+        let hr = Metric::HeartRate;
         let mut memo = EvidenceMemo::default();
         let first = ongoing(0, Priority::Medium, NtsLevel::U3);
-        assert!(memo.is_news(&first), "nothing written yet");
-        memo.note_written(&first);
-        // A minute later, same priority and NTS level: held back.
-        assert!(!memo.is_news(&ongoing(1, Priority::Medium, NtsLevel::U3)));
-        assert!(!memo.is_news(&ongoing(4, Priority::Medium, NtsLevel::U3)));
+        assert!(memo.is_news(&first, hr), "nothing written yet");
+        memo.note_written(&first, hr);
+        // A minute later, same priority and NTS level, same metric: held back.
+        assert!(!memo.is_news(&ongoing(1, Priority::Medium, NtsLevel::U3), hr));
+        assert!(!memo.is_news(&ongoing(4, Priority::Medium, NtsLevel::U3), hr));
         // Worse: written at once.
-        assert!(memo.is_news(&ongoing(2, Priority::High, NtsLevel::U3)));
-        assert!(memo.is_news(&ongoing(2, Priority::Medium, NtsLevel::U2)));
-        // Refreshed after five minutes of event time.
-        assert!(memo.is_news(&ongoing(5, Priority::Medium, NtsLevel::U3)));
+        assert!(memo.is_news(&ongoing(2, Priority::High, NtsLevel::U3), hr));
+        assert!(memo.is_news(&ongoing(2, Priority::Medium, NtsLevel::U2), hr));
+        // Another metric completes the picture: written, then held back too.
+        let oxygen = Metric::SupplementalOxygen;
+        assert!(memo.is_news(&ongoing(2, Priority::Medium, NtsLevel::U3), oxygen));
+        memo.note_written(&ongoing(2, Priority::Medium, NtsLevel::U3), oxygen);
+        assert!(!memo.is_news(&ongoing(3, Priority::Medium, NtsLevel::U3), oxygen));
+        assert!(!memo.is_news(&ongoing(3, Priority::Medium, NtsLevel::U3), hr));
+        // Refreshed after five minutes of event time from the first write.
+        assert!(memo.is_news(&ongoing(5, Priority::Medium, NtsLevel::U3), hr));
         // Another patient or rule has its own memory.
         let mut other = ongoing(1, Priority::Medium, NtsLevel::U3);
         other.patient_id = Uuid::from_u128(2);
-        assert!(memo.is_news(&other));
+        assert!(memo.is_news(&other, hr));
         // After a recovery the next evidence is written.
         memo.forget(first.patient_id, &first.rule_id);
-        assert!(memo.is_news(&ongoing(1, Priority::Medium, NtsLevel::U3)));
+        assert!(memo.is_news(&ongoing(1, Priority::Medium, NtsLevel::U3), hr));
     }
 }
