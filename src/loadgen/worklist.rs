@@ -201,10 +201,17 @@ pub async fn run(args: WorklistArgs) -> anyhow::Result<WorklistLoadReport> {
     anyhow::ensure!(!args.paths.is_empty(), "--paths names no path");
     let protocols = load_dir(&args.alerts_dir)
         .with_context(|| format!("cannot load the protocols in {}", args.alerts_dir.display()))?;
+    // A kept fixture is not named like a test database, which the test
+    // script drops as stale.
+    let prefix = if args.keep {
+        "tw_load_worklist"
+    } else {
+        "tw_test_load_worklist"
+    };
     let name = args
         .reuse
         .clone()
-        .unwrap_or_else(|| format!("tw_test_load_worklist_{}", Uuid::new_v4().simple()));
+        .unwrap_or_else(|| format!("{prefix}_{}", Uuid::new_v4().simple()));
     let url = match &args.reuse {
         Some(_) => {
             let (prefix, _) = args

@@ -200,14 +200,7 @@ impl PgStore {
         let total = rows.first().map_or(0, |row| row.get::<i64, _>(21));
         let items = rows
             .iter()
-            .map(|row| {
-                Ok(AlertListItem {
-                    alert: pg_alert(row)?,
-                    patient_display_name: row.get(18),
-                    team_id: row.get(19),
-                    team: row.get(20),
-                })
-            })
+            .map(alert_list_item)
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(AlertPage { items, total })
     }
@@ -225,6 +218,17 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// Reads an alert (the alert columns) with its patient's name, team id and
+/// team name after them.
+fn alert_list_item(row: &sqlx::postgres::PgRow) -> Result<AlertListItem, StoreError> {
+    Ok(AlertListItem {
+        alert: pg_alert(row)?,
+        patient_display_name: row.get(18),
+        team_id: row.get(19),
+        team: row.get(20),
+    })
 }
 
 fn to_datetime(ts: Timestamp) -> DateTime<Utc> {
@@ -486,16 +490,7 @@ impl Store for PgStore {
         .bind(teams)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AlertListItem {
-                    alert: pg_alert(row)?,
-                    patient_display_name: row.get(18),
-                    team_id: row.get(19),
-                    team: row.get(20),
-                })
-            })
-            .collect()
+        rows.iter().map(alert_list_item).collect()
     }
 
     async fn patient_devices(&self, patient_id: Uuid) -> Result<Vec<DeviceRecord>, StoreError> {
