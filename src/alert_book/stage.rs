@@ -531,7 +531,8 @@ pub const EVIDENCE_REFRESH_MICROS: i64 = 5 * 60 * 1_000_000;
 /// after a restart the first evidence is written.
 #[derive(Debug, Default)]
 pub struct EvidenceMemo {
-    written: HashMap<(Uuid, String), Written>,
+    /// Per patient, per rule key (looked up without allocating).
+    written: HashMap<Uuid, HashMap<String, Written>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -554,7 +555,8 @@ impl EvidenceMemo {
     pub fn is_news(&self, finding: &Finding, metric: Metric) -> bool {
         match self
             .written
-            .get(&(finding.patient_id, finding.rule_id.clone()))
+            .get(&finding.patient_id)
+            .and_then(|rules| rules.get(finding.rule_id.as_str()))
         {
             None => true,
             Some(written) => {
@@ -569,14 +571,14 @@ impl EvidenceMemo {
     /// Notes that `finding`, from a reading of `metric`, was written to the
     /// alert book.
     pub fn note_written(&mut self, finding: &Finding, metric: Metric) {
-        let key = (finding.patient_id, finding.rule_id.clone());
+        let rules = self.written.entry(finding.patient_id).or_default();
         let fresh = Written {
             priority: finding.priority,
             nts: finding.nts_level,
             ts: finding.ts,
             metrics: metric_bit(metric),
         };
-        match self.written.get_mut(&key) {
+        match rules.get_mut(finding.rule_id.as_str()) {
             Some(written)
                 if written.priority == finding.priority
                     && written.nts == finding.nts_level
@@ -585,14 +587,19 @@ impl EvidenceMemo {
                 written.metrics |= metric_bit(metric);
             }
             _ => {
-                self.written.insert(key, fresh);
+                rules.insert(finding.rule_id.clone(), fresh);
             }
         }
     }
 
     /// Forgets a rule whose condition ended.
     pub fn forget(&mut self, patient_id: Uuid, rule_id: &str) {
-        self.written.remove(&(patient_id, rule_id.to_owned()));
+        if let Some(rules) = self.written.get_mut(&patient_id) {
+            rules.remove(rule_id);
+            if rules.is_empty() {
+                self.written.remove(&patient_id);
+            }
+        }
     }
 }
 

@@ -74,6 +74,12 @@ pub(super) fn teams_from_json(teams: serde_json::Value) -> Result<Vec<Team>, Sto
 /// it shows (up to a hundred), and a round trip per row cost more than the
 /// worklist query itself; `with ordinality` keeps the rows' ids in the
 /// order given.
+/// A PostgreSQL array literal of `ids`: `{a,b,…}`.
+fn uuid_array<'a>(ids: impl Iterator<Item = &'a Uuid>) -> String {
+    let ids: Vec<String> = ids.map(Uuid::to_string).collect();
+    format!("{{{}}}", ids.join(","))
+}
+
 async fn insert_audit<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     records: &[NewAuditRecord],
@@ -101,12 +107,8 @@ async fn insert_audit<'e>(
             patient_ids.push(None);
             team_ids.push(None);
         } else {
-            let list = |ids: &mut dyn Iterator<Item = Uuid>| {
-                let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
-                format!("{{{}}}", ids.join(","))
-            };
-            patient_ids.push(Some(list(&mut record.shown.iter().map(|(p, _)| *p))));
-            team_ids.push(Some(list(&mut record.shown.iter().map(|(_, t)| *t))));
+            patient_ids.push(Some(uuid_array(record.shown.iter().map(|(p, _)| p))));
+            team_ids.push(Some(uuid_array(record.shown.iter().map(|(_, t)| t))));
         }
         at.push(to_datetime(record.at));
         actor.push(record.actor.as_str());
