@@ -67,7 +67,7 @@ use crate::triage::engine::{PersonalSettings, TriageEngine};
 use crate::triage::patient_state::{metric_index, HISTORY_CAPACITY};
 use crate::triage::rules::{NEWS2_FRESHNESS_HOURS, TREND_GRACE_HOURS};
 use crate::triage::urgency::SECOND_CONTACT_DAYS;
-use crate::triage::urgency::{Finding, Transition};
+use crate::triage::urgency::{Factor, Finding, Transition};
 
 /// Readings per device and metric read back at start: as many as the
 /// engine keeps per patient and metric.
@@ -523,7 +523,9 @@ pub const EVIDENCE_REFRESH_MICROS: i64 = 5 * 60 * 1_000_000;
 /// would otherwise rewrite the open alert, add an `updated` event and make
 /// every connected worklist reload, while the nurse's picture stays the
 /// same. Evidence is written when the alert's priority or NTS level
-/// changes, when it comes from a metric not yet written since the last
+/// changes, when it names a different number of covered findings (see
+/// [`TriageEngine`](crate::triage::engine::TriageEngine), "Covered
+/// findings"), when it comes from a metric not yet written since the last
 /// refresh (a nurse's observation completing a NEWS2, a blood pressure
 /// beside the wearable's pulse), and otherwise at most every
 /// [`EVIDENCE_REFRESH_MICROS`] of event time; raises, recoveries and
@@ -543,6 +545,18 @@ struct Written {
     ts: Timestamp,
     /// The metrics written since then, one bit each.
     metrics: u32,
+    /// How many covered findings the written evidence named.
+    also_found: usize,
+}
+
+/// Returns how many covered findings `finding` names.
+fn also_found(finding: &Finding) -> usize {
+    finding
+        .explanation
+        .factors
+        .iter()
+        .filter(|factor| matches!(factor, Factor::AlsoFound { .. }))
+        .count()
 }
 
 fn metric_bit(metric: Metric) -> u32 {
@@ -563,6 +577,7 @@ impl EvidenceMemo {
                 written.priority != finding.priority
                     || written.nts != finding.nts_level
                     || written.metrics & metric_bit(metric) == 0
+                    || written.also_found != also_found(finding)
                     || finding.ts.micros() >= written.ts.micros() + EVIDENCE_REFRESH_MICROS
             }
         }
@@ -577,6 +592,7 @@ impl EvidenceMemo {
             nts: finding.nts_level,
             ts: finding.ts,
             metrics: metric_bit(metric),
+            also_found: also_found(finding),
         };
         match rules.get_mut(finding.rule_id.as_str()) {
             Some(written)
@@ -585,6 +601,7 @@ impl EvidenceMemo {
                     && finding.ts.micros() < written.ts.micros() + EVIDENCE_REFRESH_MICROS =>
             {
                 written.metrics |= metric_bit(metric);
+                written.also_found = fresh.also_found;
             }
             _ => {
                 rules.insert(finding.rule_id.clone(), fresh);

@@ -103,6 +103,15 @@ pub struct Rule {
     pub with_metric: Option<Metric>,
     #[serde(default)]
     pub with_delta: Option<f64>,
+    /// For trend rules: count a change (and that of `with_metric`) only
+    /// when it is larger than the person's own variation explains (the
+    /// reference change value, from their baseline's spread) and its
+    /// newest level lies beyond their usual value (the baseline median) in
+    /// the direction of the change. A patient whose pressure swings by 30
+    /// mmHg from hour to hour, or a fall back from a high value towards
+    /// their usual one, is no rapid deterioration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub beyond_own_variation: bool,
     /// Confirmation on dense data: when the metrics the rule reads were
     /// measured at two or more earlier times within this many minutes (a
     /// stream), a raise or recovery counts only if it still holds at the
@@ -225,6 +234,11 @@ impl Rule {
         }
         if rule.signal.is_some() && rule.kind != RuleKind::Technical {
             problems.push(format!("{at}: only a technical rule takes a signal"));
+        }
+        if rule.beyond_own_variation && rule.kind != RuleKind::Trend {
+            problems.push(format!(
+                "{at}: only a trend rule takes beyond_own_variation"
+            ));
         }
         match (rule.with_metric, rule.with_delta) {
             (None, None) => {}

@@ -21,6 +21,32 @@
 //!   trend rule *and* an active threshold or NEWS2 rule (a trend and a
 //!   threshold seldom fire on the same reading, since each reading has one
 //!   metric, so "together" means both active at once).
+//!
+//! # Covered findings
+//!
+//! A rule whose condition becomes true while another rule of the patient
+//! already has an alert about it is *held* rather than raised: the other
+//! rule is shown (raised, not itself held), has at least the same priority,
+//! reads a metric this rule reads, and was raised within [`COVER_HOURS`].
+//! A NEWS2 alert covers a new fall in SpO2; a hypotension alert covers the
+//! fall in systolic pressure that led to it. The nurse working that alert is
+//! already looking at this part of the patient, and a second row would only
+//! lengthen the list (alert fatigue); one alert per problem, with all its
+//! evidence, lets her call once.
+//!
+//! - The held finding is named, with its evidence, on every finding of the
+//!   covering rule ([`Factor::AlsoFound`]).
+//! - When the covering rule recovers while the held condition still holds,
+//!   another covering alert takes it over, or it is raised on its own then.
+//! - A held condition that ends before that raises nothing.
+//! - A held rule still counts for the patient's urgency and for the
+//!   "rapid deterioration" alarm signal; a rule already raised is never
+//!   taken back when another alert opens later.
+//!
+//! The ranking hardly changes: a covered finding never has a higher
+//! priority than the alert it is named on, and both carry the same patient
+//! evidence (only the few points for a value's excess past its threshold
+//! differ).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -29,15 +55,23 @@ use uuid::Uuid;
 
 use super::anomaly::AnomalyState;
 use super::baseline::{self, MultivariateScore};
-use super::patient_state::{metric_index, PatientRule, PatientState, Recorded, NO_PERSONAL};
+use super::patient_state::{
+    metric_index, HeldFinding, PatientRule, PatientState, Recorded, NO_PERSONAL, RAISE_HISTORY,
+};
 use super::rules::{self, CurrentNews2, Trigger};
 use super::urgency::{
     self, Evidence, Explanation, Factor, Finding, Transition, SECOND_CONTACT_DAYS,
 };
 use crate::domain::{Metric, Reading, Timestamp};
-use crate::protocols::{Protocol, Rule, RuleKind, RuleSettings};
+use crate::protocols::{Priority, Protocol, Rule, RuleKind, RuleSettings};
 
-const MICROS_PER_DAY: i64 = 24 * 3_600_000_000;
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+
+/// How recently a covering alert must have been raised to hold back a new
+/// raise: within a day it is one episode the nurse is already working on;
+/// an alert open for longer does not hide something new.
+pub const COVER_HOURS: i64 = 24;
 
 /// Returns whether a raise or recovery of `rule` at `ts` needs confirming:
 /// the rule asks for it, and the metrics it reads (`metrics`, a bit per
@@ -76,6 +110,99 @@ fn awaits_confirmation(rule: &Rule, metrics: u32, patient: &PatientState, ts: Ti
         }
     }
     false
+}
+
+/// Returns the rule (an index into `rules`) whose alert covers a raise of
+/// rule `index` (reading the metrics `metrics`, with `priority`) at `ts`:
+/// active and shown in the alert book, not itself held, of at least that
+/// priority, reading a metric the raised rule reads, and raised within
+/// [`COVER_HOURS`] before `ts`. The most urgent such rule, the first of
+/// equals.
+fn covering_rule(
+    protocols: &[LoadedProtocol],
+    rules: &[PatientRule],
+    index: usize,
+    metrics: u32,
+    priority: Priority,
+    ts: Timestamp,
+) -> Option<usize> {
+    let cover_from = ts.micros() - COVER_HOURS * MICROS_PER_HOUR;
+    let mut best: Option<(usize, Priority)> = None;
+    for (other, patient_rule) in rules.iter().enumerate() {
+        let state = &patient_rule.state;
+        let Some(shown) = state.shown else {
+            continue;
+        };
+        if other == index || !state.active || state.held || shown < priority {
+            continue;
+        }
+        if protocols[patient_rule.protocol].slots[patient_rule.rule].metrics & metrics == 0 {
+            continue;
+        }
+        if state.raised_at[RAISE_HISTORY - 1].is_none_or(|raised| raised.micros() < cover_from) {
+            continue;
+        }
+        if best.is_none_or(|(_, best_priority)| shown > best_priority) {
+            best = Some((other, shown));
+        }
+    }
+    best.map(|(other, _)| other)
+}
+
+/// After an alert of `patient` recovered: each raise held by a rule that
+/// no longer covers it goes to another covering alert, or, when none
+/// covers it, is raised now.
+fn release_held(
+    protocols: &[LoadedProtocol],
+    patient: &mut PatientState,
+    ts: Timestamp,
+    findings: &mut Vec<Finding>,
+) {
+    let mut position = 0;
+    while position < patient.held.len() {
+        let holder = &patient.rules[patient.held[position].holder].state;
+        if holder.active && holder.shown.is_some() {
+            position += 1;
+            continue;
+        }
+        let rule = patient.held[position].rule;
+        let patient_rule = patient.rules[rule];
+        let metrics = protocols[patient_rule.protocol].slots[patient_rule.rule].metrics;
+        let priority = patient.held[position].finding.priority;
+        match covering_rule(protocols, &patient.rules, rule, metrics, priority, ts) {
+            Some(holder) => {
+                patient.held[position].holder = holder;
+                position += 1;
+            }
+            None => {
+                let mut held = patient.held.remove(position);
+                let state = &mut patient.rules[rule].state;
+                state.held = false;
+                state.shown = Some(priority);
+                // Raised on its own by this reading.
+                held.finding.ts = ts;
+                findings.push(held.finding);
+            }
+        }
+    }
+}
+
+/// Names on each covering rule's finding (not a recovery) the raises it
+/// holds, with their evidence.
+fn name_held(patient: &PatientState, protocols: &[LoadedProtocol], findings: &mut [Finding]) {
+    for held in &patient.held {
+        let holder = patient.rules[held.holder];
+        let holder_id = &protocols[holder.protocol].slots[holder.rule].scoped_id;
+        for finding in findings.iter_mut() {
+            if finding.transition != Transition::Recovered && finding.rule_id == *holder_id {
+                finding.explanation.factors.push(Factor::AlsoFound {
+                    rule_id: held.finding.rule_id.clone(),
+                    priority: held.finding.priority,
+                    factors: held.finding.explanation.factors.clone(),
+                });
+            }
+        }
+    }
 }
 
 /// Returns the patient's continuous evidence of deterioration.
@@ -143,6 +270,9 @@ pub struct TriageEngine {
     personal: Vec<Vec<PersonalVersion>>,
     /// Set by [`count_only`](Self::count_only).
     count_only: bool,
+    /// Whether covered raises are held (see the module docs); cleared by
+    /// [`independent_rules`](Self::independent_rules).
+    hold_covered: bool,
 }
 
 /// One protocol with every version the engine knows of it.
@@ -310,6 +440,7 @@ impl TriageEngine {
             patients: PatientTable::default(),
             personal: Vec::new(),
             count_only: false,
+            hold_covered: true,
         }
     }
 
@@ -322,6 +453,13 @@ impl TriageEngine {
     /// minute-by-minute readings.
     pub fn count_only(&mut self) {
         self.count_only = true;
+    }
+
+    /// Makes every rule raise on its own, never held by a covering alert: a
+    /// backtest compares one rule set with another in the same engine (the
+    /// same rule twice) and counts each rule's episodes.
+    pub fn independent_rules(&mut self) {
+        self.hold_covered = false;
     }
 
     /// Replaces the versions of protocol `protocol_id` (oldest first, each
@@ -621,6 +759,7 @@ impl TriageEngine {
         }
         let trigger = Trigger { metric, ts, late };
         let first = findings.len();
+        let mut released = false;
         let metric_bit = 1 << metric_index(metric);
         for index in 0..patient.rules.len() {
             let patient_rule = &patient.rules[index];
@@ -689,7 +828,7 @@ impl TriageEngine {
                     signal: "second_contact",
                 });
             }
-            findings.push(Finding {
+            let finding = Finding {
                 patient_id,
                 rule_id: scoped_id.clone(),
                 kind: rule.kind,
@@ -703,8 +842,70 @@ impl TriageEngine {
                 ),
                 score,
                 explanation,
-            });
-            patient.rules[index].state = state;
+            };
+            match (hit.transition, state.held) {
+                (Transition::Raised, _) => {
+                    let holder = if self.hold_covered {
+                        covering_rule(
+                            &self.protocols,
+                            &patient.rules,
+                            index,
+                            rule_metrics,
+                            rule.priority,
+                            ts,
+                        )
+                    } else {
+                        None
+                    };
+                    if let Some(holder) = holder {
+                        state.held = true;
+                        patient.held.push(HeldFinding {
+                            rule: index,
+                            holder,
+                            finding,
+                        });
+                    } else {
+                        state.shown = Some(rule.priority);
+                        findings.push(finding);
+                    }
+                    patient.rules[index].state = state;
+                }
+                (Transition::Ongoing, true) => {
+                    if let Some(held) = patient.held.iter_mut().find(|held| held.rule == index) {
+                        held.finding = Finding {
+                            transition: Transition::Raised,
+                            ..finding
+                        };
+                    }
+                    patient.rules[index].state = state;
+                }
+                (Transition::Recovered, true) => {
+                    // Held, never raised: nothing to recover in the alert book.
+                    patient.held.retain(|held| held.rule != index);
+                    state.held = false;
+                    state.shown = None;
+                    patient.rules[index].state = state;
+                }
+                (Transition::Ongoing, false) => {
+                    state.shown = Some(rule.priority);
+                    findings.push(finding);
+                    patient.rules[index].state = state;
+                }
+                (Transition::Recovered, false) => {
+                    state.shown = None;
+                    findings.push(finding);
+                    patient.rules[index].state = state;
+                    released = true;
+                }
+            }
+        }
+        if released && !patient.held.is_empty() {
+            // After every rule saw this reading, so a held finding raised
+            // now carries its newest evidence.
+            release_held(&self.protocols, patient, ts, findings);
+        }
+        if !patient.held.is_empty() && findings.len() > first {
+            name_held(patient, &self.protocols, &mut findings[first..]);
         }
         if findings.len() > first && self.rapid_deterioration(patient_id) {
             for finding in &mut findings[first..] {
@@ -752,15 +953,19 @@ impl TriageEngine {
         Some(urgency::patient_urgency(active, evidence(patient)))
     }
 
-    /// Returns the scoped ids and last scores of the patient's active rules.
-    pub fn active_rules(&self, patient_id: &Uuid) -> Vec<(String, f64)> {
+    /// Returns the scoped ids and last scores of the patient's active rules
+    /// that have an alert, leaving out raises held by a covering alert (see
+    /// the module docs) unless `with_held`.
+    pub fn active_rules(&self, patient_id: &Uuid, with_held: bool) -> Vec<(String, f64)> {
         let Some(patient) = self.patients.get(patient_id) else {
             return Vec::new();
         };
         patient
             .rules
             .iter()
-            .filter(|patient_rule| patient_rule.state.active)
+            .filter(|patient_rule| {
+                patient_rule.state.active && (with_held || !patient_rule.state.held)
+            })
             .map(|patient_rule| {
                 (
                     self.protocols[patient_rule.protocol].slots[patient_rule.rule]
@@ -825,21 +1030,209 @@ mod tests {
             &mut findings,
         );
 
-        // Assert
-        let mut raised: Vec<&str> = findings
+        // Assert: both fire; the second is the same problem, so it is named
+        // on the first's alert rather than raised beside it.
+        let raised: Vec<&Finding> = findings
             .iter()
             .filter(|f| f.transition == Transition::Raised && f.rule_id.ends_with("hypotension"))
-            .map(|f| f.rule_id.as_str())
             .collect();
-        raised.sort_unstable();
+        assert_eq!(raised.len(), 1, "{findings:#?}");
+        assert_eq!(raised[0].rule_id, "default/hypotension");
+        assert_eq!(raised[0].priority, Priority::High);
+        assert_eq!(also_found(raised[0]), vec!["heart-failure/hypotension"]);
+        let ids = |with_held| -> Vec<String> {
+            engine
+                .active_rules(&patient, with_held)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        };
+        assert_eq!(ids(false), vec!["default/hypotension"]);
         assert_eq!(
-            raised,
+            ids(true),
             vec!["default/hypotension", "heart-failure/hypotension"]
         );
-        assert!(findings
+    }
+
+    /// The rule ids a finding names as covered.
+    fn also_found(finding: &Finding) -> Vec<&str> {
+        finding
+            .explanation
+            .factors
             .iter()
-            .filter(|f| f.rule_id.ends_with("/hypotension"))
-            .all(|f| f.priority == Priority::High));
+            .filter_map(|factor| match factor {
+                Factor::AlsoFound { rule_id, .. } => Some(rule_id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A patient following `default` and `heart-failure`, whose
+    /// heart-failure hypotension recovers only from 110 mmHg (personal).
+    fn two_hypotension_rules(engine: &mut TriageEngine, patient: Uuid) {
+        engine
+            .register_patient(patient, &ids(&["default", "heart-failure"]))
+            .unwrap();
+        let settings: RuleSettings = serde_json::from_str(r#"{"recover_at": 110}"#).unwrap();
+        let unmatched = engine.set_personal_settings(
+            patient,
+            &[PersonalSettings {
+                rule_key: "heart-failure/hypotension",
+                settings: &settings,
+                valid_from: Timestamp::MIN,
+                valid_until: None,
+            }],
+        );
+        assert!(unmatched.is_empty());
+    }
+
+    fn systolic(engine: &mut TriageEngine, patient: Uuid, readings: &[(i64, f64)]) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for (hour, value) in readings {
+            engine.evaluate_measurement(
+                patient,
+                Metric::BpSystolic,
+                *value,
+                Timestamp(hour * HOUR),
+                &mut findings,
+            );
+        }
+        findings.retain(|f| f.rule_id.ends_with("/hypotension"));
+        findings
+    }
+
+    #[test]
+    fn a_covered_raise_is_named_on_the_covering_alert_and_raised_when_that_recovers() {
+        // Arrange
+        let mut engine = engine();
+        let patient = Uuid::from_u128(11);
+        two_hypotension_rules(&mut engine, patient);
+        let opened = systolic(&mut engine, patient, &[(0, 85.0), (1, 86.0)]);
+        assert_eq!(opened.len(), 1, "{opened:#?}");
+
+        // Act: still low (ongoing evidence names the covered rule); then 104
+        // mmHg ends the default rule's alert (recovers at 100) while the
+        // heart-failure rule still holds (recovers at 110 for this patient).
+        let ongoing = systolic(&mut engine, patient, &[(2, 87.0)]);
+        let recovery = systolic(&mut engine, patient, &[(3, 104.0)]);
+        let later = systolic(&mut engine, patient, &[(4, 112.0)]);
+
+        // Assert
+        assert_eq!(ongoing.len(), 1);
+        assert_eq!(ongoing[0].transition, Transition::Ongoing);
+        assert_eq!(also_found(&ongoing[0]), vec!["heart-failure/hypotension"]);
+        let transitions: Vec<(&str, Transition)> = recovery
+            .iter()
+            .map(|f| (f.rule_id.as_str(), f.transition))
+            .collect();
+        assert_eq!(
+            transitions,
+            vec![
+                ("default/hypotension", Transition::Recovered),
+                ("heart-failure/hypotension", Transition::Raised),
+            ]
+        );
+        let surfaced = &recovery[1];
+        assert_eq!(surfaced.priority, Priority::High);
+        assert!(
+            surfaced
+                .explanation
+                .factors
+                .iter()
+                .any(|factor| matches!(factor, Factor::Threshold { value, .. } if *value == 104.0)),
+            "raised with the newest evidence: {surfaced:#?}"
+        );
+        let transitions: Vec<(&str, Transition)> = later
+            .iter()
+            .map(|f| (f.rule_id.as_str(), f.transition))
+            .collect();
+        assert_eq!(
+            transitions,
+            vec![("heart-failure/hypotension", Transition::Recovered)]
+        );
+    }
+
+    #[test]
+    fn a_covered_condition_that_ends_first_raises_nothing() {
+        // Arrange: the default protocol recovers at 100, the heart-failure
+        // one (personal) at 95, so the covered one ends first.
+        let mut engine = engine();
+        let patient = Uuid::from_u128(12);
+        engine
+            .register_patient(patient, &ids(&["default", "heart-failure"]))
+            .unwrap();
+        let settings: RuleSettings = serde_json::from_str(r#"{"recover_at": 95}"#).unwrap();
+        engine.set_personal_settings(
+            patient,
+            &[PersonalSettings {
+                rule_key: "heart-failure/hypotension",
+                settings: &settings,
+                valid_from: Timestamp::MIN,
+                valid_until: None,
+            }],
+        );
+
+        // Act
+        let findings = systolic(
+            &mut engine,
+            patient,
+            &[(0, 85.0), (1, 86.0), (2, 97.0), (3, 98.0), (4, 104.0)],
+        );
+
+        // Assert: one alert raised and recovered; the covered rule never
+        // appears, and is no longer named once it ended.
+        let transitions: Vec<(&str, Transition)> = findings
+            .iter()
+            .map(|f| (f.rule_id.as_str(), f.transition))
+            .collect();
+        assert_eq!(
+            transitions,
+            vec![
+                ("default/hypotension", Transition::Raised),
+                ("default/hypotension", Transition::Ongoing),
+                ("default/hypotension", Transition::Ongoing),
+                ("default/hypotension", Transition::Recovered),
+            ]
+        );
+        assert_eq!(also_found(&findings[1]), Vec::<&str>::new());
+        assert!(engine.active_rules(&patient, true).is_empty());
+    }
+
+    #[test]
+    fn an_alert_raised_more_than_a_day_earlier_covers_nothing_new() {
+        // Arrange: the default rule raised at hour 0 and still active 30
+        // hours later, when the heart-failure rule's own episode starts
+        // (it was switched off until then).
+        let mut engine = engine();
+        let patient = Uuid::from_u128(13);
+        engine
+            .register_patient(patient, &ids(&["default", "heart-failure"]))
+            .unwrap();
+        let off: RuleSettings = serde_json::from_str(r#"{"enabled": false}"#).unwrap();
+        engine.set_personal_settings(
+            patient,
+            &[PersonalSettings {
+                rule_key: "heart-failure/hypotension",
+                settings: &off,
+                valid_from: Timestamp::MIN,
+                valid_until: Some(Timestamp(29 * HOUR)),
+            }],
+        );
+        let early = systolic(&mut engine, patient, &[(0, 85.0), (1, 86.0), (20, 88.0)]);
+        assert_eq!(early[0].rule_id, "default/hypotension");
+
+        // Act
+        let findings = systolic(&mut engine, patient, &[(30, 86.0), (31, 85.0)]);
+
+        // Assert
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.rule_id == "heart-failure/hypotension"
+                    && f.transition == Transition::Raised),
+            "{findings:#?}"
+        );
+        const { assert!(COVER_HOURS < 29) };
     }
 
     fn fever_findings(
@@ -921,13 +1314,19 @@ mod tests {
         // Assert
         assert_eq!(before, vec![Transition::Raised, Transition::Recovered]);
         assert_eq!(after, vec![Transition::Raised]);
+        // (The new rule's raise is named on the hypothermia alert, which
+        // covers it.)
         assert!(
-            findings
+            engine
+                .active_rules(&patient, true)
                 .iter()
-                .any(|f| f.rule_id == "default/hypothermia_new"
-                    && f.transition == Transition::Raised),
+                .any(|(id, _)| id == "default/hypothermia_new"),
             "a rule new in version 2 is evaluated for registered patients: {findings:?}"
         );
+        assert!(findings
+            .iter()
+            .any(|f| f.rule_id == "default/hypothermia"
+                && also_found(f) == ["default/hypothermia_new"]));
         let above = |engine: &TriageEngine, who, hour| {
             engine
                 .applicable_rule(&who, "default/fever", Timestamp(hour * HOUR))

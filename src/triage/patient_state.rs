@@ -17,7 +17,9 @@
 
 use super::rules::{is_news2_metric, CurrentNews2, News2Cache};
 use super::sustained::SustainedNews2;
+use super::urgency::Finding;
 use crate::domain::{Metric, Timestamp};
+use crate::protocols::Priority;
 
 /// Readings kept per metric. 64 spot readings cover two weeks of a metric
 /// measured four times a day, the personal-baseline window of
@@ -262,6 +264,12 @@ pub struct RuleState {
     /// waited for confirmation by a reading of a later time
     /// (`confirm_within_minutes`).
     pub unconfirmed_since: Option<Timestamp>,
+    /// The priority of the alert this episode raised in the alert book;
+    /// `None` while inactive or held.
+    pub shown: Option<Priority>,
+    /// The episode's raise is held back while another alert of the patient
+    /// covers it (see [`HeldFinding`]).
+    pub held: bool,
 }
 
 impl RuleState {
@@ -280,6 +288,23 @@ impl RuleState {
 }
 
 use super::anomaly::AnomalyState;
+
+/// A raise held back because another alert of the same patient already
+/// covers it: an alert in the alert book (shown, not itself held) of at
+/// least the same priority whose rule reads a metric this rule reads. The
+/// nurse working that alert is already looking at this part of the
+/// patient, so a second alert would only add to the list; the held
+/// finding is named on the covering alert instead, and raised on its own
+/// when no alert covers it any more while its condition still holds.
+#[derive(Debug, Clone)]
+pub struct HeldFinding {
+    /// Index into [`PatientState::rules`] of the held rule.
+    pub rule: usize,
+    /// Index into [`PatientState::rules`] of the covering rule.
+    pub holder: usize,
+    /// The held rule's newest finding, as a raise.
+    pub finding: Finding,
+}
 
 /// One rule a patient follows: indices into the engine's protocol table,
 /// and into its table of personal settings ([`NO_PERSONAL`] when the
@@ -325,6 +350,9 @@ pub struct PatientState {
     news2: News2Cache,
     /// The mean hourly NEWS2 of the last twelve hours, kept with it.
     sustained_news2: SustainedNews2,
+    /// Raises held back by a covering alert (empty, unallocated, for
+    /// nearly every patient).
+    pub held: Vec<HeldFinding>,
 }
 
 impl PatientState {
@@ -340,6 +368,7 @@ impl PatientState {
             smoothed: u32::MAX,
             news2: News2Cache::empty(),
             sustained_news2: SustainedNews2::default(),
+            held: Vec::new(),
         }
     }
 
@@ -404,6 +433,7 @@ impl PatientState {
         std::mem::size_of::<PatientState>()
             + histories
             + self.rules.capacity() * std::mem::size_of::<PatientRule>()
+            + self.held.capacity() * std::mem::size_of::<HeldFinding>()
             + self.anomaly.as_ref().map_or(0, |_| {
                 std::mem::size_of::<AnomalyState>() + AnomalyState::heap_bytes()
             })

@@ -554,6 +554,17 @@ fn trend(
         }
         _ => None,
     };
+    if condition && rule.beyond_own_variation {
+        // Only now, when the change is past its delta: a baseline costs a
+        // median over the history.
+        condition &= primary
+            .is_some_and(|change| beyond_own_variation(patient, metric, change, delta))
+            && companion.is_none_or(|(with_metric, with_delta, change)| {
+                change.is_some_and(|change| {
+                    beyond_own_variation(patient, with_metric, change, with_delta)
+                })
+            });
+    }
     let transition = transition_for(state, condition)?;
     if bare && transition == Transition::Ongoing {
         return Some(BARE_ONGOING);
@@ -576,6 +587,44 @@ fn trend(
         excess_in_spreads: (primary.change - delta).abs() / baseline.mad,
         factors,
     })
+}
+
+/// A change that the person's own variation explains with less than 5 %
+/// probability, in baseline spreads (MADs): the reference change value of
+/// laboratory medicine, `√2 × 1.96 × σ`, with `σ ≈ 1.4826 × MAD` the robust
+/// standard deviation of their readings.
+pub const REFERENCE_CHANGE_SPREADS: f64 = std::f64::consts::SQRT_2 * 1.96 * 1.4826;
+
+/// Whether `change` goes beyond the patient's own variation of `metric`
+/// (see [`Rule::beyond_own_variation`]): larger than
+/// [`REFERENCE_CHANGE_SPREADS`] spreads of their personal baseline (from
+/// the readings before the change's newest), and its newest level beyond
+/// the baseline median in the direction of `delta`. Without a personal
+/// baseline yet (a population prior describes other people's variation,
+/// not theirs) the change counts as it is.
+fn beyond_own_variation(
+    patient: &PatientState,
+    metric: Metric,
+    change: WindowChange,
+    delta: f64,
+) -> bool {
+    let baseline = personal_baseline(
+        patient.history(metric),
+        metric,
+        change.to_ts,
+        patient.spo2_scale_two,
+    );
+    if baseline.source != BaselineSource::Personal {
+        // Too few readings to know their variation: the delta alone decides.
+        return true;
+    }
+    let significant = change.change.abs() > REFERENCE_CHANGE_SPREADS * baseline.mad;
+    let away = if delta > 0.0 {
+        change.to_value > baseline.median
+    } else {
+        change.to_value < baseline.median
+    };
+    significant && away
 }
 
 /// A change of a metric's level over a window ending at its newest reading.
@@ -1087,6 +1136,95 @@ mod tests {
                 Some(Transition::Raised),
                 Some(Transition::Recovered)
             ]
+        );
+    }
+
+    /// Transitions of a systolic 30 mmHg-in-6-hours fall rule, with and
+    /// without `beyond_own_variation`, over hourly `values`.
+    fn systolic_fall(values: &[f64]) -> (Vec<Option<Transition>>, Vec<Option<Transition>>) {
+        let plain = "kind = \"trend\"\nmetric = \"bp_systolic\"\ndelta = -30\nwindow_hours = 6";
+        let mut results = Vec::new();
+        for toml in [
+            plain.to_owned(),
+            format!("{plain}\nbeyond_own_variation = true"),
+        ] {
+            let rule = rule(&toml);
+            let (mut patient, mut state) = (patient(), RuleState::default());
+            let readings: Vec<(i64, f64)> = values
+                .iter()
+                .enumerate()
+                .map(|(hour, value)| (hour as i64 * 60, *value))
+                .collect();
+            results.push(run(
+                &rule,
+                &mut patient,
+                &mut state,
+                Metric::BpSystolic,
+                &readings,
+            ));
+        }
+        (results.remove(0), results.remove(0))
+    }
+
+    #[test]
+    fn a_fall_beyond_own_variation_fires_for_a_steady_patient() {
+        // Arrange: steady around 140 for a day, then down to 100.
+        let mut values: Vec<f64> = (0..24)
+            .map(|hour| 140.0 + f64::from(hour % 3) - 1.0)
+            .collect();
+        values.extend([130.0, 118.0, 108.0, 100.0]);
+
+        // Act
+        let (plain, personal) = systolic_fall(&values);
+
+        // Assert: both fire, at the same reading.
+        assert!(personal.contains(&Some(Transition::Raised)), "{personal:?}");
+        assert_eq!(plain, personal);
+    }
+
+    #[test]
+    fn a_fall_within_own_variation_or_back_to_usual_does_not_fire() {
+        // Arrange: a patient whose pressure swings ±15 mmHg from hour to
+        // hour (spread 15, so a change needs 4.1 × 15 ≈ 62 mmHg), falling
+        // by about 35.
+        let swinging: Vec<f64> = (0..24)
+            .map(|hour| [125.0, 155.0, 140.0][hour % 3])
+            .chain([150.0, 150.0, 118.0, 115.0])
+            .collect();
+        // A patient usually at 130, high for a few hours, falling back to 138.
+        let mut back: Vec<f64> = (0..24).map(|hour| 130.0 + f64::from(hour % 2)).collect();
+        back.extend([170.0, 175.0, 174.0, 150.0, 140.0, 138.0]);
+
+        // Act
+        let (swinging_plain, swinging_personal) = systolic_fall(&swinging);
+        let (back_plain, back_personal) = systolic_fall(&back);
+
+        // Assert: the plain delta fires on both; the personal one on neither.
+        assert!(
+            swinging_plain.contains(&Some(Transition::Raised)),
+            "{swinging_plain:?}"
+        );
+        assert!(
+            swinging_personal.iter().all(Option::is_none),
+            "{swinging_personal:?}"
+        );
+        assert!(
+            back_plain.contains(&Some(Transition::Raised)),
+            "{back_plain:?}"
+        );
+        assert!(
+            back_personal.iter().all(Option::is_none),
+            "{back_personal:?}"
+        );
+    }
+
+    #[test]
+    fn beyond_own_variation_is_only_for_trend_rules() {
+        let text = "name = \"t\"\n[response_targets]\nhigh = 60\nmedium = 240\nlow = 1440\n[[rule]]\nid = \"r\"\npriority = \"high\"\nkind = \"threshold\"\nmetric = \"spo2\"\nbelow = 92\nbeyond_own_variation = true\n";
+        let problems = Protocol::parse(text).unwrap_err();
+        assert_eq!(
+            problems,
+            vec!["rule r: only a trend rule takes beyond_own_variation".to_owned()]
         );
     }
 

@@ -139,6 +139,14 @@ pub enum Factor {
     DataQuality { flag: &'static str },
     /// An NTS alarm signal that raised the suggested level.
     AlarmSignal { signal: &'static str },
+    /// Another rule of the patient whose raise this alert covers (it reads
+    /// the same metrics at no higher priority), with that rule's evidence;
+    /// see [`HeldFinding`](super::patient_state::HeldFinding).
+    AlsoFound {
+        rule_id: String,
+        priority: Priority,
+        factors: Vec<Factor>,
+    },
 }
 
 /// Why a finding stands where it stands.

@@ -5,7 +5,8 @@
 //!
 //! Only the rules the proposal changes are replayed (rules are evaluated
 //! independently of each other, so an unchanged rule raises exactly what it
-//! raised), and only the readings of the metrics those rules read: a change
+//! raised; the backtest engine does not hold a raise that another alert
+//! covers, see [`TriageEngine::independent_rules`]), and only the readings of the metrics those rules read: a change
 //! to the fever threshold replays two temperatures a day, not a wearable's
 //! minute-by-minute heart rate. The unchanged rules count with the alerts
 //! they actually raised (the alert book), the same before and after. Rules
@@ -18,7 +19,9 @@
 //! for a patient (the engine's raised finding), which ends when the rule
 //! recovers. That is what a nurse is alerted to. (The alert book folds a
 //! raise into an alert of the same rule that is still open, so where nurses
-//! leave an alert open across episodes it holds fewer rows.)
+//! leave an alert open across episodes it holds fewer rows; and a raise
+//! that another alert of the patient covers is named on that alert
+//! instead of opening a row of its own.)
 //!
 //! - *Removed*: an episode under the rules in force that no proposed
 //!   episode of the same patient and rule overlaps in time; *added*: the
@@ -246,6 +249,7 @@ impl Setup {
         for pass in passes {
             let mut engine = TriageEngine::new(BTreeMap::new());
             engine.count_only();
+            engine.independent_rules();
             let mut ids = Vec::new();
             for (id, versions) in pass {
                 engine.set_protocol_versions(id, versions);

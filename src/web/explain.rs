@@ -512,6 +512,30 @@ fn factor_markup(texts: &Texts, clock: Clock, factor: &Value) -> Option<Markup> 
                 .unwrap_or_default();
             html! { strong { (texts.alarm_signal) } ": " (lang.text(signal)) }
         }
+        "also_found" => {
+            let nested = factor
+                .get("factors")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
+            let priority = factor
+                .get("priority")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            html! {
+                strong { (texts.also_found) }
+                @if !priority.is_empty() { " (" (lang.text(&format!("priority_{priority}"))) ")" }
+                ul {
+                    @for nested in nested {
+                        // One level deep: a covered finding names no others.
+                        @if nested.get("factor").and_then(Value::as_str) != Some("also_found") {
+                            @if let Some(markup) = factor_markup(texts, clock, nested) {
+                                li { (markup) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         _ => return None,
     };
     Some(markup)
@@ -702,6 +726,33 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("+2,4 kg"), "{html}");
+    }
+
+    #[test]
+    fn a_covered_finding_is_listed_with_its_own_evidence() {
+        let factor = json!({"factor": "also_found", "rule_id": "default/spo2_low", "priority": "high",
+            "factors": [{"factor": "threshold", "metric": "spo2", "value": 89.0, "threshold": 92.0,
+                "direction": "below", "recover_at": 94.0, "repeat": [2, 3], "held_minutes": null}]});
+        let html = factor_markup(
+            super::super::i18n::texts(Lang::Nl),
+            clock(Lang::Nl),
+            &factor,
+        )
+        .unwrap()
+        .into_string();
+        assert!(html.contains("Ook gevonden"), "{html}");
+        assert!(html.contains("(hoog)"), "{html}");
+        assert!(html.contains("89 %"), "{html}");
+        assert!(html.contains("onder 92 %"), "{html}");
+        let html = factor_markup(
+            super::super::i18n::texts(Lang::En),
+            clock(Lang::En),
+            &factor,
+        )
+        .unwrap()
+        .into_string();
+        assert!(html.contains("Also found"), "{html}");
+        assert!(html.contains("below 92 %"), "{html}");
     }
 
     #[test]

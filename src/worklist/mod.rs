@@ -271,6 +271,16 @@ fn factor_text(factor: &Value, lang: Lang) -> Option<String> {
             }
             Some(text)
         }
+        "also_found" => {
+            // A covered finding of the same patient, in its own words.
+            let nested = factor.get("factors").and_then(Value::as_array)?;
+            let parts: Vec<String> = nested
+                .iter()
+                .filter_map(|nested| factor_text(nested, lang))
+                .collect();
+            let first = parts.first()?;
+            Some(format!("{}: {first}", lang.text("also_found")))
+        }
         "device" | "data_quality" => {
             let flag = factor.get("flag").and_then(Value::as_str)?;
             let device = factor.get("device_id").and_then(Value::as_str);
@@ -421,6 +431,21 @@ mod tests {
         assert_eq!(
             reason("default/fever", &fever, Lang::En),
             "Temperature 38.9 °C (above 38 °C)"
+        );
+        let covering = json!({"factors": [
+            {"factor": "threshold", "metric": "bp_systolic", "value": 86.0, "threshold": 91.0,
+             "direction": "below", "recover_at": 100.0, "repeat": [2, 3], "held_minutes": null},
+            {"factor": "also_found", "rule_id": "default/systolic_falling_fast", "priority": "high",
+             "factors": [{"factor": "trend", "metric": "bp_systolic", "from_value": 128.0,
+                          "from_ts": "2026-12-01T08:00:00Z", "to_value": 86.0, "change": -42.0,
+                          "delta": -30.0, "window_hours": 6}]}]});
+        assert_eq!(
+            reason("default/hypotension", &covering, Lang::Nl),
+            "Bovendruk 86 mmHg (onder 91 mmHg); ook: Bovendruk −42 mmHg in 6 uur"
+        );
+        assert_eq!(
+            reason("default/hypotension", &covering, Lang::En),
+            "Systolic pressure 86 mmHg (below 91 mmHg); also: Systolic pressure −42 mmHg in 6 hours"
         );
         let news2 = json!({"factors": [{"factor": "news2", "threshold": 4.5, "freshness_hours": 12,
             "stale": [], "score": {"total": 6, "missing": ["consciousness", "air_or_oxygen"]}}]});

@@ -28,7 +28,9 @@
 //!
 //! The engine's burden is its raised findings (every rule, every protocol
 //! rule id, a new raise only after the rule recovered) among patients who
-//! never have `SepsisLabel` 1, per patient-day (24 rows). The reference is
+//! never have `SepsisLabel` 1, per patient-day (24 rows): what would open
+//! an alert in the alert book. A finding held by a covering alert counts
+//! when it is raised on its own (see the engine's "Covered findings"). The reference is
 //! **NEWS2 alone**: an alert raised when the NEWS2 total reaches 5 (the
 //! medium band) or any single parameter scores 3, the RCP 2017 trigger for
 //! an urgent review, evaluated after every reading of a NEWS2 parameter like
@@ -268,7 +270,7 @@ fn replay_file(
             urgency_score,
             news2,
             alerts: engine
-                .active_rules(&patient_id)
+                .active_rules(&patient_id, false)
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect(),
@@ -398,9 +400,10 @@ mod tests {
     }
 
     /// The engine's alert burden may be at most this multiple of NEWS2
-    /// alone's (1.34 on this subset, 1.31 on the whole set; 3.6 before
-    /// confirmation on dense data). The goal is at most 1.
-    const BURDEN_CEILING: f64 = 1.5;
+    /// alone's: the goal, no more alerts (0.89 on this subset, 0.86 on the
+    /// whole set; 1.34 before covered findings were held and trend rules
+    /// asked for a change beyond the person's own variation).
+    const BURDEN_CEILING: f64 = 1.0;
 
     /// Locks the ranking and burden figures loosely on a fixed subset (every
     /// fourth file of the shared sample, 500 patients), so a change that
@@ -425,15 +428,12 @@ mod tests {
         let figures = &summary.all;
         let urgency = figures.auroc_urgency.unwrap();
         let news2 = figures.auroc_news2.unwrap();
-        // 0.716 against 0.706 when written.
-        assert!(
-            urgency > news2 + 0.005,
-            "urgency {urgency} vs NEWS2 {news2}"
-        );
+        // 0.722 against 0.706 when written.
+        assert!(urgency > news2 + 0.01, "urgency {urgency} vs NEWS2 {news2}");
         let engine = figures.alerts_per_patient_day_without_sepsis;
         let reference = figures.news2_alone_alerts_per_patient_day_without_sepsis;
         assert!(
-            engine < BURDEN_CEILING * reference,
+            engine <= BURDEN_CEILING * reference,
             "{engine} alerts per patient-day vs {reference}"
         );
     }
