@@ -323,6 +323,7 @@ impl TriageStage {
         mut stored_rx: mpsc::Receiver<StoredBatch>,
     ) {
         let mut findings = Vec::new();
+        let mut closed: Vec<(Finding, Metric)> = Vec::new();
         let mut personal_seen = 0;
         let mut personal_checked: Option<Instant> = None;
         let mut targets = ResponseTargets::default();
@@ -398,7 +399,23 @@ impl TriageStage {
                 }
             }
             for (finding, metric) in findings.drain(..).zip(finding_metrics.drain(..)) {
-                self.record(&finding, metric, &targets, &mut memo).await;
+                if self.record(&finding, metric, &targets, &mut memo).await {
+                    closed.push((finding, metric));
+                }
+            }
+            // Alerts nurses resolved while their condition holds cover
+            // nothing: what they held is raised now (see the engine's
+            // "Covered findings").
+            for (finding, metric) in closed.drain(..) {
+                engine.alert_closed(
+                    finding.patient_id,
+                    &finding.rule_id,
+                    finding.ts,
+                    &mut findings,
+                );
+                for released in findings.drain(..) {
+                    self.record(&released, metric, &targets, &mut memo).await;
+                }
             }
             for implausible in &batch.implausible {
                 technical.record_implausible(implausible).await;
@@ -410,14 +427,16 @@ impl TriageStage {
         tracing::info!("triage stopped");
     }
 
-    /// Records a raised or ongoing finding in the alert book.
+    /// Records a finding in the alert book. Returns true for ongoing
+    /// evidence of an alert that a nurse resolved and that is not due to be
+    /// raised again: for the alert book it is closed.
     async fn record(
         &self,
         finding: &Finding,
         metric: Metric,
         targets: &ResponseTargets,
         memo: &mut EvidenceMemo,
-    ) {
+    ) -> bool {
         if finding.transition == Transition::Recovered {
             memo.forget(finding.patient_id, &finding.rule_id);
             // A snooze ends when the values recover: the system resolves
@@ -433,7 +452,7 @@ impl TriageStage {
             {
                 tracing::warn!(error = %error, rule = %finding.rule_id, "cannot resolve a recovered snoozed alert");
             }
-            return;
+            return false;
         }
         // Ongoing evidence after a resolution: the nurse has seen this; raise
         // it again only when the re-raise interval has passed. Ongoing
@@ -449,12 +468,12 @@ impl TriageStage {
                         i64::try_from(self.reraise_after.as_micros()).unwrap_or(i64::MAX),
                     );
                     if Timestamp::now() < due {
-                        return;
+                        return true;
                     }
                 }
                 Ok(None) => {
                     if !memo.is_news(finding, metric) {
-                        return;
+                        return false;
                     }
                 }
                 Err(error) => tracing::warn!(error = %error, "cannot check the last resolution"),
@@ -497,7 +516,7 @@ impl TriageStage {
                             tracing::warn!(error = %error, %alert_id, "cannot end the snooze of a more urgent alert");
                         }
                     }
-                    return;
+                    return false;
                 }
                 Err(error) if error.is_transient() => {
                     tracing::warn!(error = %error, "failed to record alert, retrying");
@@ -506,10 +525,11 @@ impl TriageStage {
                 }
                 Err(error) => {
                     tracing::error!(error = %error, rule = %alert.rule_key, "alert book refused a finding");
-                    return;
+                    return false;
                 }
             }
         }
+        false
     }
 }
 

@@ -36,7 +36,9 @@
 //!
 //! - The held finding is named, with its evidence, on every finding of the
 //!   covering rule ([`Factor::AlsoFound`]).
-//! - When the covering rule recovers while the held condition still holds,
+//! - When the covering rule recovers, or its alert is closed while its
+//!   condition holds (a nurse resolved it: the alert book tells the engine,
+//!   [`TriageEngine::alert_closed`]), and the held condition still holds,
 //!   another covering alert takes it over, or it is raised on its own then.
 //! - A held condition that ends before that raises nothing.
 //! - A held rule still counts for the patient's urgency and for the
@@ -181,6 +183,7 @@ fn release_held(
                 state.shown = Some(priority);
                 // Raised on its own by this reading.
                 held.finding.ts = ts;
+                patient.note_alert(rule, &held.finding);
                 findings.push(held.finding);
             }
         }
@@ -760,6 +763,9 @@ impl TriageEngine {
         let trigger = Trigger { metric, ts, late };
         let first = findings.len();
         let mut released = false;
+        // Rules whose covered findings changed at this reading (allocated
+        // only then).
+        let mut covering: Vec<usize> = Vec::new();
         let metric_bit = 1 << metric_index(metric);
         for index in 0..patient.rules.len() {
             let patient_rule = &patient.rules[index];
@@ -864,8 +870,10 @@ impl TriageEngine {
                             holder,
                             finding,
                         });
+                        covering.push(holder);
                     } else {
                         state.shown = Some(rule.priority);
+                        patient.note_alert(index, &finding);
                         findings.push(finding);
                     }
                     patient.rules[index].state = state;
@@ -876,23 +884,33 @@ impl TriageEngine {
                             transition: Transition::Raised,
                             ..finding
                         };
+                        covering.push(held.holder);
                     }
                     patient.rules[index].state = state;
                 }
                 (Transition::Recovered, true) => {
-                    // Held, never raised: nothing to recover in the alert book.
-                    patient.held.retain(|held| held.rule != index);
+                    // Held, never raised: nothing to recover in the alert
+                    // book; the covering alert stops naming it.
+                    if let Some(position) = patient.held.iter().position(|held| held.rule == index)
+                    {
+                        covering.push(patient.held.remove(position).holder);
+                    }
                     state.held = false;
                     state.shown = None;
                     patient.rules[index].state = state;
                 }
                 (Transition::Ongoing, false) => {
-                    state.shown = Some(rule.priority);
+                    // Shown or not stays as it was: an alert a nurse closed
+                    // (see `alert_closed`) covers nothing until raised again.
+                    if state.shown.is_some() {
+                        patient.note_alert(index, &finding);
+                    }
                     findings.push(finding);
                     patient.rules[index].state = state;
                 }
                 (Transition::Recovered, false) => {
                     state.shown = None;
+                    patient.forget_alert(index);
                     findings.push(finding);
                     patient.rules[index].state = state;
                     released = true;
@@ -903,6 +921,27 @@ impl TriageEngine {
             // After every rule saw this reading, so a held finding raised
             // now carries its newest evidence.
             release_held(&self.protocols, patient, ts, findings);
+        }
+        // A covering alert not evaluated at this reading whose covered
+        // findings changed says so with its newest evidence.
+        for holder in covering {
+            if self.count_only {
+                // Counting raises and recoveries: no evidence to refresh.
+                break;
+            }
+            let patient_rule = patient.rules[holder];
+            let holder_id =
+                &self.protocols[patient_rule.protocol].slots[patient_rule.rule].scoped_id;
+            if findings[first..].iter().any(|f| f.rule_id == *holder_id) {
+                continue;
+            }
+            if let Some((_, newest)) = patient.alerts.iter().find(|(index, _)| *index == holder) {
+                findings.push(Finding {
+                    transition: Transition::Ongoing,
+                    ts,
+                    ..newest.clone()
+                });
+            }
         }
         if !patient.held.is_empty() && findings.len() > first {
             name_held(patient, &self.protocols, &mut findings[first..]);
@@ -915,6 +954,35 @@ impl TriageEngine {
                         signal: "rapid_deterioration",
                     });
                 }
+            }
+        }
+    }
+
+    /// Tells the engine that the alert of rule `rule_id` (scoped) of the
+    /// patient is no longer open in the alert book while its condition
+    /// still holds (a nurse resolved it): it covers nothing from now on, and
+    /// each raise it held goes to another covering alert or is raised now,
+    /// at `ts`, into `findings`.
+    pub fn alert_closed(
+        &mut self,
+        patient_id: Uuid,
+        rule_id: &str,
+        ts: Timestamp,
+        findings: &mut Vec<Finding>,
+    ) {
+        let Some(patient) = self.patients.get_mut(&patient_id) else {
+            return;
+        };
+        let protocols = &self.protocols;
+        let Some(index) = patient.rules.iter().position(|patient_rule| {
+            protocols[patient_rule.protocol].slots[patient_rule.rule].scoped_id == rule_id
+        }) else {
+            return;
+        };
+        if patient.rules[index].state.shown.take().is_some() {
+            patient.forget_alert(index);
+            if !patient.held.is_empty() {
+                release_held(protocols, patient, ts, findings);
             }
         }
     }

@@ -353,6 +353,25 @@ pub struct PatientState {
     /// Raises held back by a covering alert (empty, unallocated, for
     /// nearly every patient).
     pub held: Vec<HeldFinding>,
+    /// The newest finding of each rule with an alert (an index into
+    /// `rules`), without the covered findings named on it: what a covering
+    /// alert says when only what it covers changed.
+    pub alerts: Vec<(usize, Finding)>,
+}
+
+impl PatientState {
+    /// Notes `finding` of rule `rule` as the newest of its alert.
+    pub fn note_alert(&mut self, rule: usize, finding: &Finding) {
+        match self.alerts.iter_mut().find(|(index, _)| *index == rule) {
+            Some((_, newest)) => newest.clone_from(finding),
+            None => self.alerts.push((rule, finding.clone())),
+        }
+    }
+
+    /// Forgets the alert of rule `rule`.
+    pub fn forget_alert(&mut self, rule: usize) {
+        self.alerts.retain(|(index, _)| *index != rule);
+    }
 }
 
 impl PatientState {
@@ -369,6 +388,7 @@ impl PatientState {
             news2: News2Cache::empty(),
             sustained_news2: SustainedNews2::default(),
             held: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 
@@ -434,6 +454,7 @@ impl PatientState {
             + histories
             + self.rules.capacity() * std::mem::size_of::<PatientRule>()
             + self.held.capacity() * std::mem::size_of::<HeldFinding>()
+            + self.alerts.capacity() * std::mem::size_of::<(usize, Finding)>()
             + self.anomaly.as_ref().map_or(0, |_| {
                 std::mem::size_of::<AnomalyState>() + AnomalyState::heap_bytes()
             })

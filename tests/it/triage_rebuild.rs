@@ -36,8 +36,19 @@ const AFTER_HOURS: i64 = 48;
 /// One reading of the simulation: (event time, device id, metric, value, patient).
 type SimReading = (Timestamp, String, Metric, f64, Uuid);
 
+/// The protocols of `alerts/` without their anomaly rules. The anomaly
+/// statistics are running (exponentially weighted) means and covariances
+/// that the rebuild re-learns from the lookback's readings only: close to,
+/// not equal to, those of a run that saw every reading. An anomaly raise
+/// can also cover, or be covered by, another rule's (see the engine's
+/// "Covered findings"), so it would change what other rules' alerts say
+/// as well; every other rule is compared exactly.
 fn protocols() -> BTreeMap<String, Protocol> {
-    load_dir(&repo_path("alerts")).expect("alerts/ loads")
+    let mut protocols = load_dir(&repo_path("alerts")).expect("alerts/ loads");
+    for protocol in protocols.values_mut() {
+        protocol.rules.retain(|rule| rule.kind != RuleKind::Anomaly);
+    }
+    protocols
 }
 
 /// Every stored reading of the population in replay order: event time,
@@ -119,7 +130,8 @@ fn memory_rebuilt(rule: &Rule, wearer: bool) -> bool {
 }
 
 /// The findings as the alert book sees them, comparable across engines.
-/// For rules whose memory is not fully rebuilt, the second-contact alarm
+/// Anomaly findings are left out (see the state comparison), also where an
+/// alert names one it covers. For rules whose memory is not fully rebuilt, the second-contact alarm
 /// signal (a raise of the same rule within the last week, which may lie
 /// before the readings read) and the NTS level it raises are left out.
 fn comparable(findings: &[Finding], wearers: &[Uuid]) -> Vec<String> {
@@ -136,6 +148,20 @@ fn comparable(findings: &[Finding], wearers: &[Uuid]) -> Vec<String> {
                 .find(|rule| rule.id == rule_id)
                 .unwrap();
             let mut explanation = serde_json::to_value(&f.explanation).unwrap();
+            // An anomaly raise held by this alert: as anomaly findings.
+            explanation["factors"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|factor| {
+                    let Some(held) = factor.get("rule_id").and_then(|id| id.as_str()) else {
+                        return true;
+                    };
+                    let (protocol_id, rule_id) = held.split_once('/').unwrap();
+                    protocols[protocol_id]
+                        .rules
+                        .iter()
+                        .any(|rule| rule.id == rule_id && rule.kind != RuleKind::Anomaly)
+                });
             let mut nts = format!("{:?}", f.nts_level);
             if !memory_rebuilt(rule, wearers.contains(&f.patient_id)) {
                 let second_contact =
