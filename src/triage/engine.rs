@@ -1135,23 +1135,36 @@ mod tests {
             .collect()
     }
 
-    /// A patient following `default` and `heart-failure`, whose
-    /// heart-failure hypotension recovers only from 110 mmHg (personal).
-    fn two_hypotension_rules(engine: &mut TriageEngine, patient: Uuid) {
+    /// Registers a patient following `default` and `heart-failure` (both
+    /// with a hypotension rule), with personal `settings` (JSON) for the
+    /// heart-failure one until `until`.
+    fn two_hypotension_rules(
+        engine: &mut TriageEngine,
+        patient: Uuid,
+        settings: &str,
+        until: Option<Timestamp>,
+    ) {
         engine
             .register_patient(patient, &ids(&["default", "heart-failure"]))
             .unwrap();
-        let settings: RuleSettings = serde_json::from_str(r#"{"recover_at": 110}"#).unwrap();
+        let settings: RuleSettings = serde_json::from_str(settings).unwrap();
         let unmatched = engine.set_personal_settings(
             patient,
             &[PersonalSettings {
                 rule_key: "heart-failure/hypotension",
                 settings: &settings,
                 valid_from: Timestamp::MIN,
-                valid_until: None,
+                valid_until: until,
             }],
         );
         assert!(unmatched.is_empty());
+    }
+
+    fn transitions(findings: &[Finding]) -> Vec<(&str, Transition)> {
+        findings
+            .iter()
+            .map(|f| (f.rule_id.as_str(), f.transition))
+            .collect()
     }
 
     fn systolic(engine: &mut TriageEngine, patient: Uuid, readings: &[(i64, f64)]) -> Vec<Finding> {
@@ -1174,7 +1187,8 @@ mod tests {
         // Arrange
         let mut engine = engine();
         let patient = Uuid::from_u128(11);
-        two_hypotension_rules(&mut engine, patient);
+        // The heart-failure rule recovers only from 110 mmHg for this patient.
+        two_hypotension_rules(&mut engine, patient, r#"{"recover_at": 110}"#, None);
         let opened = systolic(&mut engine, patient, &[(0, 85.0), (1, 86.0)]);
         assert_eq!(opened.len(), 1, "{opened:#?}");
 
@@ -1189,12 +1203,8 @@ mod tests {
         assert_eq!(ongoing.len(), 1);
         assert_eq!(ongoing[0].transition, Transition::Ongoing);
         assert_eq!(also_found(&ongoing[0]), vec!["heart-failure/hypotension"]);
-        let transitions: Vec<(&str, Transition)> = recovery
-            .iter()
-            .map(|f| (f.rule_id.as_str(), f.transition))
-            .collect();
         assert_eq!(
-            transitions,
+            transitions(&recovery),
             vec![
                 ("default/hypotension", Transition::Recovered),
                 ("heart-failure/hypotension", Transition::Raised),
@@ -1210,12 +1220,8 @@ mod tests {
                 .any(|factor| matches!(factor, Factor::Threshold { value, .. } if *value == 104.0)),
             "raised with the newest evidence: {surfaced:#?}"
         );
-        let transitions: Vec<(&str, Transition)> = later
-            .iter()
-            .map(|f| (f.rule_id.as_str(), f.transition))
-            .collect();
         assert_eq!(
-            transitions,
+            transitions(&later),
             vec![("heart-failure/hypotension", Transition::Recovered)]
         );
     }
@@ -1226,19 +1232,7 @@ mod tests {
         // one (personal) at 95, so the covered one ends first.
         let mut engine = engine();
         let patient = Uuid::from_u128(12);
-        engine
-            .register_patient(patient, &ids(&["default", "heart-failure"]))
-            .unwrap();
-        let settings: RuleSettings = serde_json::from_str(r#"{"recover_at": 95}"#).unwrap();
-        engine.set_personal_settings(
-            patient,
-            &[PersonalSettings {
-                rule_key: "heart-failure/hypotension",
-                settings: &settings,
-                valid_from: Timestamp::MIN,
-                valid_until: None,
-            }],
-        );
+        two_hypotension_rules(&mut engine, patient, r#"{"recover_at": 95}"#, None);
 
         // Act
         let findings = systolic(
@@ -1249,12 +1243,8 @@ mod tests {
 
         // Assert: one alert raised and recovered; the covered rule never
         // appears, and is no longer named once it ended.
-        let transitions: Vec<(&str, Transition)> = findings
-            .iter()
-            .map(|f| (f.rule_id.as_str(), f.transition))
-            .collect();
         assert_eq!(
-            transitions,
+            transitions(&findings),
             vec![
                 ("default/hypotension", Transition::Raised),
                 ("default/hypotension", Transition::Ongoing),
@@ -1273,18 +1263,11 @@ mod tests {
         // (it was switched off until then).
         let mut engine = engine();
         let patient = Uuid::from_u128(13);
-        engine
-            .register_patient(patient, &ids(&["default", "heart-failure"]))
-            .unwrap();
-        let off: RuleSettings = serde_json::from_str(r#"{"enabled": false}"#).unwrap();
-        engine.set_personal_settings(
+        two_hypotension_rules(
+            &mut engine,
             patient,
-            &[PersonalSettings {
-                rule_key: "heart-failure/hypotension",
-                settings: &off,
-                valid_from: Timestamp::MIN,
-                valid_until: Some(Timestamp(29 * HOUR)),
-            }],
+            r#"{"enabled": false}"#,
+            Some(Timestamp(29 * HOUR)),
         );
         let early = systolic(&mut engine, patient, &[(0, 85.0), (1, 86.0), (20, 88.0)]);
         assert_eq!(early[0].rule_id, "default/hypotension");

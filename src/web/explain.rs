@@ -662,17 +662,17 @@ mod tests {
         }
     }
 
+    fn markup(lang: Lang, factor: &Value) -> String {
+        factor_markup(super::super::i18n::texts(lang), clock(lang), factor)
+            .unwrap()
+            .into_string()
+    }
+
     #[test]
     fn a_threshold_factor_names_value_limit_and_recovery() {
         let factor = json!({"factor": "threshold", "metric": "body_temperature", "value": 38.9,
             "threshold": 38.0, "direction": "above", "recover_at": 37.8, "repeat": [2, 3], "held_minutes": 45.0});
-        let html = factor_markup(
-            super::super::i18n::texts(Lang::Nl),
-            clock(Lang::Nl),
-            &factor,
-        )
-        .unwrap()
-        .into_string();
+        let html = markup(Lang::Nl, &factor);
         assert!(html.contains("38,9 °C"), "{html}");
         assert!(html.contains("boven 38 °C"), "{html}");
         assert!(html.contains("herstelt bij 37,8 °C"), "{html}");
@@ -687,13 +687,7 @@ mod tests {
             "score": {"total": 6, "band": "medium", "complete": false,
                 "subscores": {"spo2": 2, "systolic_bp": 1, "pulse": 2, "temperature": 1},
                 "missing": ["respiration_rate", "air_or_oxygen", "consciousness"]}});
-        let html = factor_markup(
-            super::super::i18n::texts(Lang::En),
-            clock(Lang::En),
-            &factor,
-        )
-        .unwrap()
-        .into_string();
+        let html = markup(Lang::En, &factor);
         assert!(html.contains("NEWS2 6"), "{html}");
         assert!(html.contains("Partial score"), "{html}");
         assert_eq!(html.matches("class=\"missing\"").count(), 3, "{html}");
@@ -714,13 +708,7 @@ mod tests {
             {"factor": "trend", "metric": "body_weight", "from_value": 80.0, "to_value": 82.4,
              "change": 2.4, "delta": 2.0, "window_hours": 72, "from_ts": "2026-12-04T07:00:00Z"}]});
         assert_eq!(chart_metric(&explanation), Some(Metric::BodyWeight));
-        let html = factor_markup(
-            super::super::i18n::texts(Lang::Nl),
-            clock(Lang::Nl),
-            &explanation["factors"][1],
-        )
-        .unwrap()
-        .into_string();
+        let html = markup(Lang::Nl, &explanation["factors"][1]);
         assert!(
             html.contains("van 80 kg (4 dec 08:00) naar 82,4 kg"),
             "{html}"
@@ -733,24 +721,12 @@ mod tests {
         let factor = json!({"factor": "also_found", "rule_id": "default/spo2_low", "priority": "high",
             "factors": [{"factor": "threshold", "metric": "spo2", "value": 89.0, "threshold": 92.0,
                 "direction": "below", "recover_at": 94.0, "repeat": [2, 3], "held_minutes": null}]});
-        let html = factor_markup(
-            super::super::i18n::texts(Lang::Nl),
-            clock(Lang::Nl),
-            &factor,
-        )
-        .unwrap()
-        .into_string();
+        let html = markup(Lang::Nl, &factor);
         assert!(html.contains("Ook gevonden"), "{html}");
         assert!(html.contains("(hoog)"), "{html}");
         assert!(html.contains("89 %"), "{html}");
         assert!(html.contains("onder 92 %"), "{html}");
-        let html = factor_markup(
-            super::super::i18n::texts(Lang::En),
-            clock(Lang::En),
-            &factor,
-        )
-        .unwrap()
-        .into_string();
+        let html = markup(Lang::En, &factor);
         assert!(html.contains("Also found"), "{html}");
         assert!(html.contains("below 92 %"), "{html}");
     }
