@@ -923,12 +923,12 @@ impl TriageEngine {
             release_held(&self.protocols, patient, ts, findings);
         }
         // A covering alert not evaluated at this reading whose covered
-        // findings changed says so with its newest evidence.
+        // findings changed says so with its newest evidence (an engine that
+        // only counts raises and recoveries has none to refresh).
+        if self.count_only {
+            covering.clear();
+        }
         for holder in covering {
-            if self.count_only {
-                // Counting raises and recoveries: no evidence to refresh.
-                break;
-            }
             let patient_rule = patient.rules[holder];
             let holder_id =
                 &self.protocols[patient_rule.protocol].slots[patient_rule.rule].scoped_id;
