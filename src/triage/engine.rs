@@ -58,7 +58,8 @@ use uuid::Uuid;
 use super::anomaly::AnomalyState;
 use super::baseline::{self, MultivariateScore};
 use super::patient_state::{
-    metric_index, HeldFinding, PatientRule, PatientState, Recorded, NO_PERSONAL, RAISE_HISTORY,
+    metric_index, HeldFinding, MaybeTime, PatientRule, PatientState, Recorded, NO_PERSONAL,
+    RAISE_HISTORY,
 };
 use super::rules::{self, CurrentNews2, Trigger};
 use super::urgency::{
@@ -138,10 +139,13 @@ fn covering_rule(
         if other == index || !state.active || state.held || shown < priority {
             continue;
         }
-        if protocols[patient_rule.protocol].slots[patient_rule.rule].metrics & metrics == 0 {
+        if protocols[patient_rule.protocol()].slots[patient_rule.rule()].metrics & metrics == 0 {
             continue;
         }
-        if state.raised_at[RAISE_HISTORY - 1].is_none_or(|raised| raised.micros() < cover_from) {
+        if state.raised_at[RAISE_HISTORY - 1]
+            .get()
+            .is_none_or(|raised| raised.micros() < cover_from)
+        {
             continue;
         }
         if best.is_none_or(|(_, best_priority)| shown > best_priority) {
@@ -169,7 +173,7 @@ fn release_held(
         }
         let rule = patient.held[position].rule;
         let patient_rule = patient.rules[rule];
-        let metrics = protocols[patient_rule.protocol].slots[patient_rule.rule].metrics;
+        let metrics = protocols[patient_rule.protocol()].slots[patient_rule.rule()].metrics;
         let priority = patient.held[position].finding.priority;
         match covering_rule(protocols, &patient.rules, rule, metrics, priority, ts) {
             Some(holder) => {
@@ -195,7 +199,7 @@ fn release_held(
 fn name_held(patient: &PatientState, protocols: &[LoadedProtocol], findings: &mut [Finding]) {
     for held in &patient.held {
         let holder = patient.rules[held.holder];
-        let holder_id = &protocols[holder.protocol].slots[holder.rule].scoped_id;
+        let holder_id = &protocols[holder.protocol()].slots[holder.rule()].scoped_id;
         for finding in findings.iter_mut() {
             if finding.transition != Transition::Recovered && finding.rule_id == *holder_id {
                 finding.explanation.factors.push(Factor::AlsoFound {
@@ -496,27 +500,22 @@ impl TriageEngine {
             .filter(|slot| rules::is_supported(protocol.slots[*slot].kind))
             .collect();
         for patient in self.patients.values_mut() {
-            if !patient.rules.iter().any(|rule| rule.protocol == index) {
+            if !patient.rules.iter().any(|rule| rule.protocol() == index) {
                 continue;
             }
             for slot in &supported {
                 if !patient
                     .rules
                     .iter()
-                    .any(|rule| rule.protocol == index && rule.rule == *slot)
+                    .any(|rule| rule.protocol() == index && rule.rule() == *slot)
                 {
-                    patient.rules.push(PatientRule {
-                        protocol: index,
-                        rule: *slot,
-                        personal: NO_PERSONAL,
-                        state: Default::default(),
-                    });
+                    patient.rules.push(PatientRule::new(index, *slot));
                 }
             }
             for patient_rule in &patient.rules {
-                if patient_rule.protocol == index && patient_rule.personal != NO_PERSONAL {
+                if patient_rule.protocol() == index && patient_rule.personal != NO_PERSONAL {
                     for version in &mut self.personal[patient_rule.personal as usize] {
-                        version.resolve(&protocol.slots[patient_rule.rule]);
+                        version.resolve(&protocol.slots[patient_rule.rule()]);
                     }
                 }
             }
@@ -524,11 +523,10 @@ impl TriageEngine {
             patient.spo2_scale_two = patient
                 .rules
                 .iter()
-                .any(|rule| protocols[rule.protocol].spo2_scale_two);
-            patient.wants_anomaly = patient
-                .rules
-                .iter()
-                .any(|rule| protocols[rule.protocol].slots[rule.rule].kind == RuleKind::Anomaly);
+                .any(|rule| protocols[rule.protocol()].spo2_scale_two);
+            patient.wants_anomaly = patient.rules.iter().any(|rule| {
+                protocols[rule.protocol()].slots[rule.rule()].kind == RuleKind::Anomaly
+            });
             // A counting engine may have left levels out that new rules read.
             patient.smooth_all();
         }
@@ -555,21 +553,18 @@ impl TriageEngine {
             spo2_scale_two |= protocol.spo2_scale_two;
             for (rule_index, slot) in protocol.slots.iter().enumerate() {
                 if rules::is_supported(slot.kind) {
-                    rules.push(PatientRule {
-                        protocol: protocol_index,
-                        rule: rule_index,
-                        personal: NO_PERSONAL,
-                        state: Default::default(),
-                    });
+                    rules.push(PatientRule::new(protocol_index, rule_index));
                 }
             }
         }
         rules.shrink_to_fit();
         let wants_anomaly = rules.iter().any(|patient_rule| {
-            self.protocols[patient_rule.protocol].slots[patient_rule.rule].kind == RuleKind::Anomaly
+            self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].kind
+                == RuleKind::Anomaly
         });
         let wants_news2 = rules.iter().any(|patient_rule| {
-            self.protocols[patient_rule.protocol].slots[patient_rule.rule].kind == RuleKind::News2
+            self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].kind
+                == RuleKind::News2
         });
         let smoothed = if self.count_only && !wants_anomaly {
             self.smoothed_metrics(&rules)
@@ -608,7 +603,7 @@ impl TriageEngine {
     fn smoothed_metrics(&self, rules: &[PatientRule]) -> u32 {
         rules
             .iter()
-            .map(|rule| &self.protocols[rule.protocol].slots[rule.rule])
+            .map(|rule| &self.protocols[rule.protocol()].slots[rule.rule()])
             .filter(|slot| matches!(slot.kind, RuleKind::Trend | RuleKind::BaselineDeviation))
             .fold(0, |mask, slot| mask | slot.metrics)
     }
@@ -628,7 +623,7 @@ impl TriageEngine {
         let mut unmatched: Vec<String> = Vec::new();
         for version in versions {
             let followed = patient.rules.iter().any(|patient_rule| {
-                self.protocols[patient_rule.protocol].slots[patient_rule.rule].scoped_id
+                self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].scoped_id
                     == version.rule_key
             });
             if !followed && !unmatched.iter().any(|key| key == version.rule_key) {
@@ -636,7 +631,7 @@ impl TriageEngine {
             }
         }
         for patient_rule in &mut patient.rules {
-            let slot = &self.protocols[patient_rule.protocol].slots[patient_rule.rule];
+            let slot = &self.protocols[patient_rule.protocol()].slots[patient_rule.rule()];
             let resolved: Vec<PersonalVersion> = versions
                 .iter()
                 .filter(|version| version.rule_key == slot.scoped_id)
@@ -675,8 +670,8 @@ impl TriageEngine {
     ) -> Option<&Rule> {
         let patient = self.patients.get(patient_id)?;
         patient.rules.iter().find_map(|patient_rule| {
-            let protocol = &self.protocols[patient_rule.protocol];
-            let slot = &protocol.slots[patient_rule.rule];
+            let protocol = &self.protocols[patient_rule.protocol()];
+            let slot = &protocol.slots[patient_rule.rule()];
             if slot.scoped_id != rule_key {
                 return None;
             }
@@ -771,8 +766,8 @@ impl TriageEngine {
             let patient_rule = &patient.rules[index];
             // Most rules read one metric: skip the others without touching
             // their state (a wearable's minute-by-minute steps concern none).
-            let protocol = &self.protocols[patient_rule.protocol];
-            let slot = &protocol.slots[patient_rule.rule];
+            let protocol = &self.protocols[patient_rule.protocol()];
+            let slot = &protocol.slots[patient_rule.rule()];
             if slot.metrics & metric_bit == 0 {
                 continue;
             }
@@ -792,7 +787,7 @@ impl TriageEngine {
                 rules::evaluate_transition(rule, patient, trigger, &mut state, self.count_only)
             else {
                 if !late {
-                    state.unconfirmed_since = None;
+                    state.unconfirmed_since = MaybeTime::NONE;
                 }
                 patient.rules[index].state = state;
                 continue;
@@ -801,7 +796,7 @@ impl TriageEngine {
             if hit.transition != Transition::Ongoing
                 && awaits_confirmation(rule, rule_metrics, patient, ts)
             {
-                let since = *state.unconfirmed_since.get_or_insert(ts);
+                let since = state.unconfirmed_since.get_or_insert(ts);
                 if since >= ts {
                     // Neither a raise nor a recovery counts until a reading
                     // of a later time confirms it.
@@ -810,7 +805,7 @@ impl TriageEngine {
                     continue;
                 }
             }
-            state.unconfirmed_since = None;
+            state.unconfirmed_since = MaybeTime::NONE;
             if self.count_only && hit.transition == Transition::Ongoing {
                 // Counting raises and recoveries: an ongoing rule has nothing to say.
                 patient.rules[index].state = state;
@@ -931,7 +926,7 @@ impl TriageEngine {
         for holder in covering {
             let patient_rule = patient.rules[holder];
             let holder_id =
-                &self.protocols[patient_rule.protocol].slots[patient_rule.rule].scoped_id;
+                &self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].scoped_id;
             if findings[first..].iter().any(|f| f.rule_id == *holder_id) {
                 continue;
             }
@@ -975,7 +970,7 @@ impl TriageEngine {
         };
         let protocols = &self.protocols;
         let Some(index) = patient.rules.iter().position(|patient_rule| {
-            protocols[patient_rule.protocol].slots[patient_rule.rule].scoped_id == rule_id
+            protocols[patient_rule.protocol()].slots[patient_rule.rule()].scoped_id == rule_id
         }) else {
             return;
         };
@@ -996,7 +991,9 @@ impl TriageEngine {
         let active_kind = |wanted: &dyn Fn(RuleKind) -> bool| {
             patient.rules.iter().any(|patient_rule| {
                 patient_rule.state.active
-                    && wanted(self.protocols[patient_rule.protocol].slots[patient_rule.rule].kind)
+                    && wanted(
+                        self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].kind,
+                    )
             })
         };
         active_kind(&|kind| kind == RuleKind::Trend)
@@ -1036,7 +1033,7 @@ impl TriageEngine {
             })
             .map(|patient_rule| {
                 (
-                    self.protocols[patient_rule.protocol].slots[patient_rule.rule]
+                    self.protocols[patient_rule.protocol()].slots[patient_rule.rule()]
                         .scoped_id
                         .clone(),
                     patient_rule.state.last_score,

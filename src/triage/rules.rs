@@ -58,7 +58,7 @@
 
 use super::baseline::{personal_baseline, Baseline, BaselineSource};
 use super::news2::{self, Parameter, ParameterSet, SpO2Scale, VitalSet};
-use super::patient_state::{MetricHistory, PatientState, RuleState};
+use super::patient_state::{MaybeTime, MetricHistory, PatientState, RuleState};
 use super::urgency::{Factor, Transition};
 use crate::domain::{Metric, Timestamp};
 use crate::protocols::{Rule, RuleKind};
@@ -350,7 +350,7 @@ fn transition_for(state: &mut RuleState, condition: bool) -> Option<Transition> 
         (true, true) => Some(Transition::Ongoing),
         (true, false) => {
             state.active = false;
-            state.pending_since = None;
+            state.pending_since = MaybeTime::NONE;
             Some(Transition::Recovered)
         }
     }
@@ -380,13 +380,13 @@ fn anomaly(
         if score.distance > above {
             state.pending_since.get_or_insert(score.ts);
         } else {
-            state.pending_since = None;
+            state.pending_since = MaybeTime::NONE;
         }
-        state.pending_since.is_some_and(|since| {
+        state.pending_since.get().is_some_and(|since| {
             score.ts.micros() - since.micros() >= i64::from(rule.for_minutes) * MICROS_PER_MINUTE
         })
     };
-    let since = state.pending_since;
+    let since = state.pending_since.get();
     let transition = transition_for(state, condition)?;
     if bare && transition == Transition::Ongoing {
         return Some(BARE_ONGOING);
@@ -430,10 +430,11 @@ fn threshold(
         if meets(rule, value) {
             state.pending_since.get_or_insert(ts);
         } else {
-            state.pending_since = None;
+            state.pending_since = MaybeTime::NONE;
         }
         let held_micros = state
             .pending_since
+            .get()
             .map_or(-1, |since| ts.micros() - since.micros());
         meeting >= rule.repeat_count
             && held_micros >= i64::from(rule.for_minutes) * MICROS_PER_MINUTE
@@ -451,6 +452,7 @@ fn threshold(
     };
     let held_minutes = state
         .pending_since
+        .get()
         .map(|since| ts.seconds_since(since) / 60.0);
     Some(Hit {
         transition,

@@ -14,6 +14,7 @@ use thuiswacht::domain::{DeviceId, Metric, Reading, Timestamp};
 use thuiswacht::protocols::{load_dir, Protocol, Rule, RuleKind};
 use thuiswacht::simulate::{register, Population};
 use thuiswacht::store::{SqliteStore, Store};
+use thuiswacht::triage::patient_state::MaybeTime;
 use thuiswacht::triage::urgency::{Finding, SECOND_CONTACT_DAYS};
 use thuiswacht::triage::TriageEngine;
 use uuid::Uuid;
@@ -260,7 +261,7 @@ async fn rebuild_restores_what_an_uninterrupted_run_holds(store: Arc<dyn Store>)
         // run, and where its memory is rebuilt, that memory is the same.
         assert_eq!(expected.rules.len(), actual.rules.len());
         for (want, got) in expected.rules.iter().zip(&actual.rules) {
-            let rule = &protocols.values().nth(want.protocol).unwrap().rules[want.rule];
+            let rule = &protocols.values().nth(want.protocol()).unwrap().rules[want.rule()];
             let context = format!("rule {} of patient {}", rule.id, patient.index);
             if rule.kind == RuleKind::Anomaly {
                 // The anomaly statistics are running (exponentially
@@ -271,10 +272,10 @@ async fn rebuild_restores_what_an_uninterrupted_run_holds(store: Arc<dyn Store>)
             }
             assert_eq!(got.state.active, want.state.active, "{context}");
             if memory_rebuilt(rule, wearer) {
-                let recent = |raised: [Option<Timestamp>; 4]| -> Vec<Timestamp> {
+                let recent = |raised: [MaybeTime; 4]| -> Vec<Timestamp> {
                     raised
                         .into_iter()
-                        .flatten()
+                        .filter_map(MaybeTime::get)
                         .filter(|ts| ts.micros() >= restart.micros() - SECOND_CONTACT_DAYS * DAY)
                         .collect()
                 };
