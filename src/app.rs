@@ -392,6 +392,7 @@ async fn run_demo(store: Arc<dyn Store>, settings: Arc<Settings>, shutdown: Canc
         client_id: "thuiswacht-demo-devices".to_owned(),
         rate: None,
         follow: true,
+        until: None,
         progress: false,
     };
     if let Err(error) = publish(&population, &options, shutdown).await {

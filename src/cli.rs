@@ -291,6 +291,11 @@ pub struct SimulateArgs {
     /// After the history, keep publishing in real time until stopped.
     #[arg(long)]
     pub follow: bool,
+    /// End the history at this moment (RFC 3339) instead of now: two runs
+    /// with the same seed and --until publish the very same readings, also
+    /// when a scheduled measurement fell due between them. Not with --follow.
+    #[arg(long, conflicts_with = "follow")]
+    pub until: Option<String>,
     /// Where to write the injected deteriorations (JSON lines);
     /// default: simulation-truth.jsonl in the data folder.
     #[arg(long)]

@@ -562,11 +562,19 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> anyhow::Result<Exit
     if let Some(rate) = args.rate {
         anyhow::ensure!(rate > 0.0, "--rate must be positive");
     }
+    let until = args
+        .until
+        .as_deref()
+        .map(|text| {
+            crate::domain::Timestamp::parse_rfc3339(text)
+                .with_context(|| format!("--until {text:?} is not an RFC 3339 time"))
+        })
+        .transpose()?;
     let population = Population::generate(
         args.seed,
         args.patients,
         args.days,
-        crate::domain::Timestamp::now(),
+        until.unwrap_or_else(crate::domain::Timestamp::now),
     );
     let truth = args
         .truth
@@ -597,6 +605,7 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> anyhow::Result<Exit
         client_id: format!("thuiswacht-simulator-{}", args.seed),
         rate: args.rate,
         follow: args.follow,
+        until,
         progress: true,
     };
     let report = publish(&population, &options, shutdown_on_signals()).await?;

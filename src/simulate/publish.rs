@@ -27,6 +27,9 @@ pub struct PublishOptions {
     pub rate: Option<f64>,
     /// After the history, keep publishing in real time until stopped.
     pub follow: bool,
+    /// Publish only what was uploaded by this moment (default: now); not
+    /// with `follow`.
+    pub until: Option<Timestamp>,
     /// Print a progress line on stderr.
     pub progress: bool,
 }
@@ -192,7 +195,10 @@ pub async fn publish(
                 carried.push(message);
                 continue;
             }
-            let now = Timestamp::now();
+            let now = match options.until {
+                Some(until) if !options.follow => until,
+                _ => Timestamp::now(),
+            };
             if upload_at > now {
                 if !options.follow {
                     continue;

@@ -20,6 +20,7 @@ fn simulate(
     root: &str,
     truth: &std::path::Path,
     register: bool,
+    until: Timestamp,
 ) -> serde_json::Value {
     let mut command = Command::new(env!("CARGO_BIN_EXE_thuiswacht"));
     command
@@ -34,6 +35,8 @@ fn simulate(
         ])
         .arg("--truth")
         .arg(truth)
+        .arg("--until")
+        .arg(until.to_string())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("THUISWACHT_DATABASE_URL", database_url)
         .env("THUISWACHT_MQTT_URL", mqtt_url())
@@ -63,7 +66,10 @@ async fn simulated_population_arrives_whole_repeats_exactly_and_shows_its_deteri
     let dir = tempfile::tempdir().unwrap();
     let truth_path = dir.path().join("truth.jsonl");
     // Act
-    let report = simulate(&database.url, &root, &truth_path, true);
+    // One end for both runs: a measurement falling due between them must
+    // not make the repeat differ.
+    let end = Timestamp::now();
+    let report = simulate(&database.url, &root, &truth_path, true, end);
     // Assert: every published reading is stored or, from a faulty device, quarantined.
     let readings = report["readings"].as_i64().unwrap();
     let faulty = report["faulty_readings"].as_i64().unwrap();
@@ -87,7 +93,7 @@ async fn simulated_population_arrives_whole_repeats_exactly_and_shows_its_deteri
         "faulty-device readings are quarantined"
     );
     // The same seed again: the very same readings, so nothing new is stored.
-    let again = simulate(&database.url, &root, &truth_path, true);
+    let again = simulate(&database.url, &root, &truth_path, true, end);
     assert_eq!(again["readings"], report["readings"]);
     wait_for(
         "the repeat to be processed",
@@ -109,7 +115,6 @@ async fn simulated_population_arrives_whole_repeats_exactly_and_shows_its_deteri
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    let end = Timestamp::now();
     let population = Population::generate(SEED, PATIENTS, DAYS, end);
     assert_eq!(truth.len(), population.deteriorations.len());
     assert!(!truth.is_empty(), "seed {SEED} injects deteriorations");
