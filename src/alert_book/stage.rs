@@ -61,7 +61,7 @@ use crate::domain::{Metric, Timestamp};
 use crate::protocols::catalog::Catalog;
 use crate::protocols::{Priority, Protocol, RuleKind};
 use crate::store::writer::StoredBatch;
-use crate::store::{SeriesTail, Store, StoreError};
+use crate::store::{AlertChange, SeriesTail, Store, StoreError};
 use crate::triage::baseline::BASELINE_WINDOW_DAYS;
 use crate::triage::engine::{PersonalSettings, TriageEngine};
 use crate::triage::patient_state::{metric_index, HISTORY_CAPACITY};
@@ -330,6 +330,7 @@ impl TriageStage {
         let mut patient_teams_read: Option<Instant> = None;
         let mut refused: HashSet<Uuid> = HashSet::new();
         let mut memo = EvidenceMemo::default();
+        let mut resolutions = ResolutionMemo::new(self.store.alert_changes());
         // The metric of the reading behind each finding.
         let mut finding_metrics: Vec<Metric> = Vec::new();
         let mut technical = TechnicalRecorder::new(self.store.clone(), self.protocols.clone());
@@ -399,7 +400,10 @@ impl TriageStage {
                 }
             }
             for (finding, metric) in findings.drain(..).zip(finding_metrics.drain(..)) {
-                if self.record(&finding, metric, &targets, &mut memo).await {
+                if self
+                    .record(&finding, metric, &targets, &mut memo, &mut resolutions)
+                    .await
+                {
                     closed.push((finding, metric));
                 }
             }
@@ -414,7 +418,8 @@ impl TriageStage {
                     &mut findings,
                 );
                 for released in findings.drain(..) {
-                    self.record(&released, metric, &targets, &mut memo).await;
+                    self.record(&released, metric, &targets, &mut memo, &mut resolutions)
+                        .await;
                 }
             }
             for implausible in &batch.implausible {
@@ -436,6 +441,7 @@ impl TriageStage {
         metric: Metric,
         targets: &ResponseTargets,
         memo: &mut EvidenceMemo,
+        resolutions: &mut ResolutionMemo,
     ) -> bool {
         if finding.transition == Transition::Recovered {
             memo.forget(finding.patient_id, &finding.rule_id);
@@ -458,16 +464,29 @@ impl TriageStage {
         // it again only when the re-raise interval has passed. Ongoing
         // evidence for an open alert is written only when it is news.
         if finding.transition == Transition::Ongoing {
-            match self
+            let reraise_due = |resolved_at: Timestamp| {
+                resolved_at
+                    .plus_micros(i64::try_from(self.reraise_after.as_micros()).unwrap_or(i64::MAX))
+            };
+            resolutions.forget_changed();
+            match resolutions.get(finding.patient_id, &finding.rule_id, Instant::now()) {
+                Some(Some(resolved_at)) if Timestamp::now() < reraise_due(resolved_at) => {
+                    return true;
+                }
+                Some(None) if !memo.is_news(finding, metric) => return false,
+                // A write is due, or nothing is known: ask the alert book.
+                _ => {}
+            }
+            let answer = self
                 .store
                 .last_resolution(finding.patient_id, &finding.rule_id)
-                .await
-            {
+                .await;
+            if let Ok(answer) = answer {
+                resolutions.note(finding.patient_id, &finding.rule_id, answer, Instant::now());
+            }
+            match answer {
                 Ok(Some(resolved_at)) => {
-                    let due = resolved_at.plus_micros(
-                        i64::try_from(self.reraise_after.as_micros()).unwrap_or(i64::MAX),
-                    );
-                    if Timestamp::now() < due {
+                    if Timestamp::now() < reraise_due(resolved_at) {
                         return true;
                     }
                 }
@@ -577,6 +596,94 @@ fn also_found(finding: &Finding) -> usize {
         .iter()
         .filter(|factor| matches!(factor, Factor::AlsoFound { .. }))
         .count()
+}
+
+/// The alert book's last answer, per patient and rule, to "is nothing open
+/// and when was it last resolved?" ([`Store::last_resolution`]), which
+/// every ongoing finding asks. A wearable in alarm gives one a minute or
+/// more often, and a thousand of them at once would keep PostgreSQL
+/// answering a query per reading while the answer stays the same.
+///
+/// An answer is trusted only to hold back what is no news (ongoing
+/// evidence for an open alert that [`EvidenceMemo`] would not write, or
+/// for a resolved alert not yet due to be raised again); whenever it would
+/// lead to a write, the alert book is asked again. It is forgotten when an
+/// alert of the patient changes (any instance's, heard through
+/// [`Store::alert_changes`]; everything on a lost connection or a lagging
+/// subscription) and after [`RESOLUTION_TRUSTED`], so a change missed
+/// while the listener reconnects shows within that time.
+pub struct ResolutionMemo {
+    changes: tokio::sync::broadcast::Receiver<AlertChange>,
+    /// Per patient, per rule key: the answer and when it was read.
+    known: HashMap<Uuid, HashMap<String, (Option<Timestamp>, Instant)>>,
+    /// The subscription ended: nothing is kept.
+    closed: bool,
+}
+
+/// The longest an answer of the alert book is used.
+pub const RESOLUTION_TRUSTED: Duration = Duration::from_secs(10);
+
+impl ResolutionMemo {
+    /// Starts with nothing known, forgetting what `changes` reports.
+    pub fn new(changes: tokio::sync::broadcast::Receiver<AlertChange>) -> ResolutionMemo {
+        ResolutionMemo {
+            changes,
+            known: HashMap::new(),
+            closed: false,
+        }
+    }
+
+    /// Forgets the answers the alert changes since the last call concern.
+    pub fn forget_changed(&mut self) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        if self.closed {
+            return;
+        }
+        loop {
+            match self.changes.try_recv() {
+                Ok(change) if change.kind != "resync" => {
+                    self.known.remove(&change.patient_id);
+                }
+                Ok(_) | Err(TryRecvError::Lagged(_)) => self.known.clear(),
+                Err(TryRecvError::Closed) => {
+                    // No more news of changes: nothing is trusted from now on.
+                    self.known.clear();
+                    self.closed = true;
+                    return;
+                }
+                Err(TryRecvError::Empty) => return,
+            }
+        }
+    }
+
+    /// Returns the known answer for `rule_id` of `patient_id`, if trusted at `now`.
+    pub fn get(&self, patient_id: Uuid, rule_id: &str, now: Instant) -> Option<Option<Timestamp>> {
+        self.known
+            .get(&patient_id)
+            .and_then(|rules| rules.get(rule_id))
+            .filter(|(_, read_at)| now.saturating_duration_since(*read_at) < RESOLUTION_TRUSTED)
+            .map(|(answer, _)| *answer)
+    }
+
+    /// Keeps the alert book's answer for `rule_id` of `patient_id`, read at `now`.
+    pub fn note(
+        &mut self,
+        patient_id: Uuid,
+        rule_id: &str,
+        answer: Option<Timestamp>,
+        now: Instant,
+    ) {
+        if self.closed {
+            return;
+        }
+        let rules = self.known.entry(patient_id).or_default();
+        match rules.get_mut(rule_id) {
+            Some(known) => *known = (answer, now),
+            None => {
+                rules.insert(rule_id.to_owned(), (answer, now));
+            }
+        }
+    }
 }
 
 fn metric_bit(metric: Metric) -> u32 {
@@ -850,6 +957,77 @@ mod tests {
     use crate::triage::urgency::{Explanation, NtsLevel};
 
     const MINUTE: i64 = 60_000_000;
+
+    fn change(patient: u128, kind: &str) -> AlertChange {
+        AlertChange {
+            alert_id: Uuid::from_u128(99),
+            patient_id: Uuid::from_u128(patient),
+            kind: kind.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_known_resolution_is_forgotten_when_an_alert_of_the_patient_changes() {
+        // Arrange: answers for two patients.
+        let (sender, receiver) = tokio::sync::broadcast::channel(4);
+        let mut resolutions = ResolutionMemo::new(receiver);
+        let now = Instant::now();
+        let (one, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        resolutions.note(one, "default/news2", Some(Timestamp(5)), now);
+        resolutions.note(other, "default/news2", None, now);
+
+        // Act: a nurse resolves an alert of the other patient.
+        sender.send(change(2, "resolved")).unwrap();
+        resolutions.forget_changed();
+
+        // Assert
+        assert_eq!(
+            resolutions.get(one, "default/news2", now),
+            Some(Some(Timestamp(5)))
+        );
+        assert_eq!(resolutions.get(other, "default/news2", now), None);
+        assert_eq!(resolutions.get(one, "default/spo2_low", now), None);
+    }
+
+    #[test]
+    fn everything_is_forgotten_on_a_lost_listener_a_lagging_subscription_or_time() {
+        // Arrange
+        let (sender, receiver) = tokio::sync::broadcast::channel(2);
+        let mut resolutions = ResolutionMemo::new(receiver);
+        let now = Instant::now();
+        let patient = Uuid::from_u128(1);
+        let known = |resolutions: &mut ResolutionMemo| {
+            resolutions.note(patient, "default/news2", None, now);
+        };
+
+        // Act and assert: the listener lost its connection.
+        known(&mut resolutions);
+        sender.send(change(7, "resync")).unwrap();
+        resolutions.forget_changed();
+        assert_eq!(resolutions.get(patient, "default/news2", now), None);
+
+        // More changes than the subscription holds.
+        known(&mut resolutions);
+        for _ in 0..3 {
+            sender.send(change(7, "updated")).unwrap();
+        }
+        resolutions.forget_changed();
+        assert_eq!(resolutions.get(patient, "default/news2", now), None);
+
+        // Trusted for a while only.
+        known(&mut resolutions);
+        assert_eq!(resolutions.get(patient, "default/news2", now), Some(None));
+        assert_eq!(
+            resolutions.get(patient, "default/news2", now + RESOLUTION_TRUSTED),
+            None
+        );
+
+        // No more news of changes at all: nothing is kept.
+        drop(sender);
+        resolutions.forget_changed();
+        known(&mut resolutions);
+        assert_eq!(resolutions.get(patient, "default/news2", now), None);
+    }
 
     fn ongoing(minute: i64, priority: Priority, nts: NtsLevel) -> Finding {
         Finding {

@@ -171,7 +171,7 @@ async fn get_worklist(
     ApiQuery(params): ApiQuery<WorklistParams>,
 ) -> Result<Response, ApiError> {
     let query = params.query(&caller.visible_teams())?;
-    let page = state.store.query_alerts(&query).await?;
+    let page = state.store.shared_alerts(&query).await?;
     let reminders = crate::thresholds::reminders(
         state.store.as_ref(),
         &state.settings,
@@ -190,15 +190,42 @@ async fn get_worklist(
     shown.sort_unstable();
     shown.dedup();
     audit_reads(&state, &caller, Purpose::Worklist, &shown).await?;
-    let body = WorklistPage {
-        patients: worklist::group(page.items, Timestamp::now(), params.lang()),
-        total: page.total,
-        limit: query.limit,
-        offset: query.offset,
-        threshold_reviews: reminders.reviews,
-        threshold_proposals: reminders.proposals,
-    };
-    Ok(no_store(Json(body)))
+    // Every nurse of a team reads the same groups: rendered once per page
+    // of alerts and language while their minutes read the same.
+    let body = worklist::rendered::rendered(
+        &page,
+        worklist::rendered::Form::Json(params.lang()),
+        Timestamp::now(),
+        serde_json::to_string,
+    )
+    .and_then(|patients| {
+        worklist_body(&patients, page.total, query.limit, query.offset, &reminders)
+    })
+    .map_err(|error| ApiError::Internal(error.into()))?;
+    Ok(no_store((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )))
+}
+
+/// Returns the JSON of a [`WorklistPage`] around `patients`, the JSON of
+/// its groups as rendered.
+fn worklist_body(
+    patients: &str,
+    total: i64,
+    limit: i64,
+    offset: i64,
+    reminders: &crate::thresholds::Reminders,
+) -> Result<String, serde_json::Error> {
+    let reviews = serde_json::to_string(&reminders.reviews)?;
+    let proposals = serde_json::to_string(&reminders.proposals)?;
+    Ok(format!(
+        "{{\"patients\":{patients},\"total\":{total},\"limit\":{limit},\"offset\":{offset},\
+         \"threshold_reviews\":{reviews},\"threshold_proposals\":{proposals}}}"
+    ))
 }
 
 /// The live worklist: server-sent events `hello` (at the start), `alert`
@@ -586,4 +613,93 @@ async fn note(
         alert.note(by, &body.text, now)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::thresholds::{ProposalReminder, Reminders, ReviewReminder};
+
+    #[test]
+    fn the_assembled_body_is_the_documented_page() {
+        // Arrange: groups of two alerts as the worklist renders them, and
+        // one reminder of each kind.
+        let item = |n: u128| crate::store::AlertListItem {
+            alert: crate::alert_book::Alert {
+                id: Uuid::from_u128(n),
+                patient_id: Uuid::from_u128(1),
+                rule_key: "default/spo2_low".to_owned(),
+                status: crate::alert_book::AlertStatus::Open,
+                priority: crate::protocols::Priority::High,
+                nts: crate::triage::urgency::NtsLevel::U2,
+                score: 2.5,
+                explanation: serde_json::json!({"factors": [{"kind": "threshold"}]}),
+                opened_at: Timestamp(1_000_000),
+                updated_at: Timestamp(2_000_000),
+                respond_by: Timestamp(3_600_000_000),
+                claimed_by: None,
+                claimed_at: None,
+                snoozed_until: None,
+                escalated_to: None,
+                resolved_at: None,
+                resolved_by: None,
+                outcome: None,
+            },
+            patient_display_name: "Mevrouw \"A\" <Bakker>".to_owned(),
+            team_id: Uuid::from_u128(9),
+            team: "Assen".to_owned(),
+        };
+        let groups = worklist::group(vec![item(5), item(6)], Timestamp(60_000_000), Lang::Nl);
+        let reminders = Reminders {
+            reviews: vec![ReviewReminder {
+                title: "Drempel herbeoordelen".to_owned(),
+                patient_id: Uuid::from_u128(1),
+                patient_display_name: "A".to_owned(),
+                team_id: Uuid::from_u128(9),
+                team: "Assen".to_owned(),
+                rule_key: "default/spo2_low".to_owned(),
+                version: 2,
+                override_id: 7,
+                review_by: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+                author: "coord".to_owned(),
+            }],
+            proposals: vec![ProposalReminder {
+                title: "Voorstel".to_owned(),
+                proposal_id: 3,
+                patient_id: Uuid::from_u128(1),
+                patient_display_name: "A".to_owned(),
+                team_id: Uuid::from_u128(9),
+                team: "Assen".to_owned(),
+                rule_key: "default/spo2_low".to_owned(),
+                author: "coord".to_owned(),
+                reason: "lager".to_owned(),
+                created_at: Timestamp(5),
+            }],
+        };
+
+        // Act
+        let assembled = worklist_body(
+            &serde_json::to_string(&groups).unwrap(),
+            12,
+            50,
+            0,
+            &reminders,
+        )
+        .unwrap();
+
+        // Assert
+        let documented = serde_json::to_value(WorklistPage {
+            patients: groups,
+            total: 12,
+            limit: 50,
+            offset: 0,
+            threshold_reviews: reminders.reviews,
+            threshold_proposals: reminders.proposals,
+        })
+        .unwrap();
+        let assembled: serde_json::Value = serde_json::from_str(&assembled).unwrap();
+        assert_eq!(assembled, documented);
+    }
 }

@@ -603,9 +603,12 @@ async fn probe_targets(
 }
 
 /// Resolves the alerts earlier runs on this database raised (the probes',
-/// and the missed measurements of the days since the fixture was loaded,
-/// whose spot checks it does not have), so that every run starts from the
-/// fixture's worklist.
+/// the wearers', and the missed measurements of the days since the fixture
+/// was loaded, whose spot checks it does not have), and removes the
+/// readings they published, so that every run starts from the fixture's
+/// worklist and triage state: otherwise each run's service would rebuild
+/// the wearers' state from the heart rates of the runs before, and find
+/// ever more of them in alarm.
 async fn reset_to_fixture(pool: &PgPool) -> anyhow::Result<()> {
     let loaded_at: Option<chrono::DateTime<chrono::Utc>> =
         match sqlx::query_scalar("select max(loaded_at) from load_fixture")
@@ -632,6 +635,16 @@ async fn reset_to_fixture(pool: &PgPool) -> anyhow::Result<()> {
             "resolved {} alerts raised since the fixture was loaded",
             ids.len()
         );
+    }
+    // The fixture's readings all lie before it was loaded (the BRIN index
+    // on ts finds the rest at the table's end).
+    let removed = sqlx::query("delete from readings where ts > $1")
+        .bind(loaded_at)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if removed > 0 {
+        eprintln!("removed {removed} readings published since the fixture was loaded");
     }
     Ok(())
 }

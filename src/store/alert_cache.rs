@@ -26,7 +26,7 @@
 //! within that time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::{self, error::TryRecvError};
@@ -57,13 +57,16 @@ struct CacheState {
 struct Entry {
     generation: u64,
     read_at: Instant,
-    page: AlertPage,
+    page: Arc<AlertPage>,
 }
 
 /// What a lookup found.
 #[derive(Debug)]
 pub enum Lookup {
-    Hit(AlertPage),
+    /// The very page kept: every reader of one generation shares it, so
+    /// what is derived from it can be kept with it
+    /// ([`crate::worklist::rendered`]).
+    Hit(Arc<AlertPage>),
     /// Read it, then [`AlertQueryCache::keep`] it with this generation.
     Miss(u64),
 }
@@ -97,7 +100,7 @@ impl AlertQueryCache {
                 if entry.generation == state.generation
                     && now.saturating_duration_since(entry.read_at) < MAX_AGE =>
             {
-                Lookup::Hit(entry.page.clone())
+                Lookup::Hit(Arc::clone(&entry.page))
             }
             _ => Lookup::Miss(state.generation),
         }
@@ -105,7 +108,13 @@ impl AlertQueryCache {
 
     /// Keeps what was read for `query` in `generation`, begun at `read_at`;
     /// an answer begun before a change is not kept.
-    pub fn keep(&self, query: &AlertQuery, generation: u64, read_at: Instant, page: &AlertPage) {
+    pub fn keep(
+        &self,
+        query: &AlertQuery,
+        generation: u64,
+        read_at: Instant,
+        page: &Arc<AlertPage>,
+    ) {
         let mut state = self.lock();
         state.drain_changes();
         if state.generation != generation {
@@ -119,7 +128,7 @@ impl AlertQueryCache {
             Entry {
                 generation,
                 read_at,
-                page: page.clone(),
+                page: Arc::clone(page),
             },
         );
     }
@@ -171,11 +180,11 @@ mod tests {
 
     use super::*;
 
-    fn page(total: i64) -> AlertPage {
-        AlertPage {
+    fn page(total: i64) -> Arc<AlertPage> {
+        Arc::new(AlertPage {
             items: Vec::new(),
             total,
-        }
+        })
     }
 
     fn team(n: u128) -> AlertQuery {

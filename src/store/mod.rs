@@ -477,6 +477,14 @@ pub trait Store: Send + Sync + 'static {
     /// Returns one page of the alerts the query selects, with their patients.
     async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError>;
 
+    /// Returns what [`Store::query_alerts`] returns, shared: a store that
+    /// keeps pages (PostgreSQL's, see [`alert_cache`]) hands every reader
+    /// of an unchanged page the same one, so what the worklist derives from
+    /// it can be kept with it too.
+    async fn shared_alerts(&self, query: &AlertQuery) -> Result<Arc<AlertPage>, StoreError> {
+        Ok(Arc::new(self.query_alerts(query).await?))
+    }
+
     /// Returns a patient's readings (from all the devices they were stored
     /// under, and nurse observations) with event times in `[from, to)`,
     /// oldest first, at most `limit`.

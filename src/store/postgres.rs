@@ -969,9 +969,16 @@ impl Store for PgStore {
     }
 
     async fn query_alerts(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
-        // The worklist's order is the one asked for over and over.
         if query.order != AlertOrder::Urgency {
             return self.read_alerts(query).await;
+        }
+        Ok(Arc::unwrap_or_clone(self.shared_alerts(query).await?))
+    }
+
+    async fn shared_alerts(&self, query: &AlertQuery) -> Result<Arc<AlertPage>, StoreError> {
+        // The worklist's order is the one asked for over and over.
+        if query.order != AlertOrder::Urgency {
+            return Ok(Arc::new(self.read_alerts(query).await?));
         }
         if self.alert_cache.needs_subscription() {
             self.alert_cache.subscribe(self.alert_changes());
@@ -981,7 +988,7 @@ impl Store for PgStore {
         match self.alert_cache.lookup(query, listening, read_at) {
             Lookup::Hit(page) => Ok(page),
             Lookup::Miss(generation) => {
-                let page = self.read_alerts(query).await?;
+                let page = Arc::new(self.read_alerts(query).await?);
                 self.alert_cache.keep(query, generation, read_at, &page);
                 Ok(page)
             }

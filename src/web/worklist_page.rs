@@ -8,10 +8,13 @@
 //! second coordinator (they change with no alert, so the live update
 //! leaves them be).
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use maud::{html, Markup};
+use maud::{html, Markup, PreEscaped};
 
 use super::explain::{alert_row, Clock};
 use super::i18n::{self, fill, Texts};
@@ -19,8 +22,9 @@ use super::{layout, page_error, page_response, Viewer};
 use crate::api::{ApiError, AppState};
 use crate::auth::{audit_reads, Purpose};
 use crate::domain::Timestamp;
-use crate::store::{AlertQuery, Role};
+use crate::store::{AlertPage, AlertQuery, Role};
 use crate::thresholds::Reminders;
+use crate::worklist::rendered::Form;
 use crate::worklist::{self, Lang, PatientGroup};
 
 /// Alerts on one page: far more than a team has open on a normal day.
@@ -32,7 +36,7 @@ async fn read(
     state: &AppState,
     viewer: &Viewer,
     with_reminders: bool,
-) -> Result<(Vec<PatientGroup>, i64, Reminders), ApiError> {
+) -> Result<(Arc<AlertPage>, Reminders), ApiError> {
     let caller = viewer.caller();
     let teams = match caller.visible_teams() {
         crate::store::TeamScope::All => None,
@@ -43,7 +47,7 @@ async fn read(
         limit: PAGE_ALERTS,
         ..AlertQuery::default()
     };
-    let page = state.store.query_alerts(&query).await?;
+    let page = state.store.shared_alerts(&query).await?;
     let reminders = if with_reminders {
         crate::thresholds::reminders(
             state.store.as_ref(),
@@ -66,11 +70,27 @@ async fn read(
     shown.sort_unstable();
     shown.dedup();
     audit_reads(state, &caller, Purpose::Worklist, &shown).await?;
-    Ok((
-        worklist::group(page.items, Timestamp::now(), viewer.lang),
-        page.total,
-        reminders,
-    ))
+    Ok((page, reminders))
+}
+
+/// The rows of `page` for the viewer: rendered once per page of alerts,
+/// language and time zone while their minutes read the same (see
+/// [`crate::worklist::rendered`]).
+fn rendered_rows(viewer: &Viewer, page: &Arc<AlertPage>) -> Arc<str> {
+    let clock = Clock {
+        lang: viewer.lang,
+        zone: viewer.zone,
+    };
+    let rendered = worklist::rendered::rendered(
+        page,
+        Form::Rows(viewer.lang, viewer.zone),
+        Timestamp::now(),
+        |groups| Ok::<_, Infallible>(rows(viewer.texts(), clock, groups, page.total).into_string()),
+    );
+    match rendered {
+        Ok(rows) => rows,
+        Err(never) => match never {},
+    }
 }
 
 /// Personal thresholds due for review, and proposals awaiting a second
@@ -151,21 +171,17 @@ fn rows(texts: &Texts, clock: Clock, groups: &[PatientGroup], total: i64) -> Mar
 
 /// `GET /`: the worklist.
 pub async fn page(State(state): State<AppState>, viewer: Viewer) -> Response {
-    let (groups, total, threshold_reminders) = match read(&state, &viewer, true).await {
+    let (alerts, threshold_reminders) = match read(&state, &viewer, true).await {
         Ok(read) => read,
         Err(error) => return page_error(&viewer, error),
     };
     let texts = viewer.texts();
-    let clock = Clock {
-        lang: viewer.lang,
-        zone: viewer.zone,
-    };
     let main = html! {
         h1 { (texts.worklist_title) }
         p id="live-status" class="live-status" data-on=(texts.live_on) data-lost=(texts.live_lost)
             data-updated=(texts.updated) {}
         div id="worklist" data-rows=(format!("/worklist/rows?lang={}", viewer.lang.code())) {
-            (rows(texts, clock, &groups, total))
+            (PreEscaped(&*rendered_rows(&viewer, &alerts)))
         }
         (reminders(texts, viewer.lang, &threshold_reminders))
     };
@@ -178,17 +194,10 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> Response {
 
 /// `GET /worklist/rows`: the rows alone, for the live update.
 pub async fn rows_fragment(State(state): State<AppState>, viewer: Viewer) -> Response {
-    let (groups, total, _) = match read(&state, &viewer, false).await {
+    let (alerts, _) = match read(&state, &viewer, false).await {
         Ok(read) => read,
         Err(error) => return page_error(&viewer, error),
     };
-    let clock = Clock {
-        lang: viewer.lang,
-        zone: viewer.zone,
-    };
-    page_response(
-        &viewer,
-        StatusCode::OK,
-        rows(viewer.texts(), clock, &groups, total),
-    )
+    let rows = rendered_rows(&viewer, &alerts);
+    page_response(&viewer, StatusCode::OK, PreEscaped(String::from(&*rows)))
 }

@@ -19,6 +19,7 @@
 //!   upgrade.
 
 pub mod i18n;
+pub mod rendered;
 
 use serde::Serialize;
 use serde_json::Value;
