@@ -626,30 +626,12 @@ mod tests {
     fn the_assembled_body_is_the_documented_page() {
         // Arrange: groups of two alerts as the worklist renders them, and
         // one reminder of each kind.
-        let item = |n: u128| crate::store::AlertListItem {
-            alert: crate::alert_book::Alert {
-                id: Uuid::from_u128(n),
-                patient_id: Uuid::from_u128(1),
-                rule_key: "default/spo2_low".to_owned(),
-                status: crate::alert_book::AlertStatus::Open,
-                priority: crate::protocols::Priority::High,
-                nts: crate::triage::urgency::NtsLevel::U2,
-                score: 2.5,
-                explanation: serde_json::json!({"factors": [{"kind": "threshold"}]}),
-                opened_at: Timestamp(1_000_000),
-                updated_at: Timestamp(2_000_000),
-                respond_by: Timestamp(3_600_000_000),
-                claimed_by: None,
-                claimed_at: None,
-                snoozed_until: None,
-                escalated_to: None,
-                resolved_at: None,
-                resolved_by: None,
-                outcome: None,
-            },
-            patient_display_name: "Mevrouw \"A\" <Bakker>".to_owned(),
-            team_id: Uuid::from_u128(9),
-            team: "Assen".to_owned(),
+        let item = |n: u128| {
+            let factors = serde_json::json!({"factors": [{"kind": "threshold"}]});
+            let mut item = crate::worklist::tests::item(1, "default/spo2_low", factors, 0, 60);
+            item.alert.id = Uuid::from_u128(n);
+            item.patient_display_name = "Mevrouw \"A\" <Bakker>".to_owned();
+            item
         };
         let groups = worklist::group(vec![item(5), item(6)], Timestamp(60_000_000), Lang::Nl);
         let reminders = Reminders {

@@ -331,7 +331,7 @@ pub fn priority_text(priority: crate::protocols::Priority, lang: Lang) -> &'stat
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
@@ -341,7 +341,9 @@ mod tests {
 
     const MINUTE: i64 = 60_000_000;
 
-    fn item(
+    /// An open alert of `patient`, raised at minute `opened` with `target`
+    /// minutes to respond.
+    pub(crate) fn item(
         patient: u128,
         rule: &str,
         explanation: Value,

@@ -127,39 +127,20 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::alert_book::{Alert, AlertStatus};
-    use crate::protocols::Priority;
+    use crate::alert_book::AlertStatus;
 
     const MINUTE: i64 = 60_000_000;
     const NOW: i64 = 1_800_000_000_000_000;
 
+    /// An alert raised at `opened` (µs) with `target_minutes` to respond.
     fn item(opened: i64, target_minutes: i64, status: AlertStatus) -> AlertListItem {
-        let alert = Alert {
-            id: uuid::Uuid::from_u128(opened as u128),
-            patient_id: uuid::Uuid::from_u128(1),
-            rule_key: "default/spo2_low".to_owned(),
-            status,
-            priority: Priority::Medium,
-            nts: crate::triage::urgency::NtsLevel::U3,
-            score: 1.0,
-            explanation: serde_json::json!({"factors": []}),
-            opened_at: Timestamp(opened),
-            updated_at: Timestamp(opened),
-            respond_by: Timestamp(opened + target_minutes * MINUTE),
-            claimed_by: None,
-            claimed_at: None,
-            snoozed_until: None,
-            escalated_to: None,
-            resolved_at: None,
-            resolved_by: None,
-            outcome: None,
-        };
-        AlertListItem {
-            alert,
-            patient_display_name: "P".to_owned(),
-            team_id: uuid::Uuid::from_u128(2),
-            team: "Assen".to_owned(),
-        }
+        let json = serde_json::json!({"factors": []});
+        let mut item = super::super::tests::item(1, "default/spo2_low", json, 0, 0);
+        item.alert.id = uuid::Uuid::from_u128(opened as u128);
+        item.alert.status = status;
+        item.alert.opened_at = Timestamp(opened);
+        item.alert.respond_by = Timestamp(opened + target_minutes * MINUTE);
+        item
     }
 
     fn page(items: Vec<AlertListItem>) -> Arc<AlertPage> {
