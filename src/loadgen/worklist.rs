@@ -22,8 +22,10 @@
 //!
 //! Out: a [`WorklistLoadReport`]: per path p50/p90/p99/max and errors, the
 //! SSE latencies, and the readings/s the service committed meanwhile.
-//! Probe alerts are resolved afterwards (outcome `measurement_error`), so
-//! a reused database keeps the same worklist from run to run.
+//! Probe alerts are resolved afterwards (outcome `measurement_error`), and
+//! a run on a reused database first resolves what earlier runs raised and
+//! removes the readings they published, so every run starts from the
+//! fixture's worklist and triage state.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -121,7 +123,9 @@ pub struct WorklistArgs {
     /// Keep the database afterwards (its name is in the report) for `--reuse`.
     #[arg(long)]
     pub keep: bool,
-    /// Measure on a database an earlier `--keep` run loaded.
+    /// Measure on a database an earlier `--keep` run loaded (first brought
+    /// back to the fixture: earlier runs' alerts resolved, their readings
+    /// removed).
     #[arg(long)]
     pub reuse: Option<String>,
 }
