@@ -80,10 +80,10 @@ pub fn rendered<E>(
     let output: Arc<str> = render(&groups)?.into();
     let stale_from = unchanged_until(&page.items, now);
     let mut kept = kept();
-    // A page only this list still holds has been replaced in the store.
+    // A page only this list still holds has been replaced in the store; an
+    // older rendering of this page and form is replaced now.
     kept.retain(|other| {
         Arc::strong_count(&other.page) > 1
-            && now < other.stale_from
             && !(Arc::ptr_eq(&other.page, page) && other.form == form)
     });
     if kept.len() >= MAX_RENDERED {
