@@ -139,7 +139,7 @@ fn covering_rule(
         if other == index || !state.active || state.held || shown < priority {
             continue;
         }
-        if protocols[patient_rule.protocol()].slots[patient_rule.rule()].metrics & metrics == 0 {
+        if slot_of(protocols, patient_rule).metrics & metrics == 0 {
             continue;
         }
         if state.raised_at[RAISE_HISTORY - 1]
@@ -173,7 +173,7 @@ fn release_held(
         }
         let rule = patient.held[position].rule;
         let patient_rule = patient.rules[rule];
-        let metrics = protocols[patient_rule.protocol()].slots[patient_rule.rule()].metrics;
+        let metrics = slot_of(protocols, &patient_rule).metrics;
         let priority = patient.held[position].finding.priority;
         match covering_rule(protocols, &patient.rules, rule, metrics, priority, ts) {
             Some(holder) => {
@@ -199,7 +199,7 @@ fn release_held(
 fn name_held(patient: &PatientState, protocols: &[LoadedProtocol], findings: &mut [Finding]) {
     for held in &patient.held {
         let holder = patient.rules[held.holder];
-        let holder_id = &protocols[holder.protocol()].slots[holder.rule()].scoped_id;
+        let holder_id = &slot_of(protocols, &holder).scoped_id;
         for finding in findings.iter_mut() {
             if finding.transition != Transition::Recovered && finding.rule_id == *holder_id {
                 finding.explanation.factors.push(Factor::AlsoFound {
@@ -280,6 +280,11 @@ pub struct TriageEngine {
     /// Whether covered raises are held (see the module docs); cleared by
     /// [`independent_rules`](Self::independent_rules).
     hold_covered: bool,
+}
+
+/// Returns the slot a patient's rule refers to.
+fn slot_of<'a>(protocols: &'a [LoadedProtocol], rule: &PatientRule) -> &'a RuleSlot {
+    &protocols[rule.protocol()].slots[rule.rule()]
 }
 
 /// One protocol with every version the engine knows of it.
@@ -524,9 +529,10 @@ impl TriageEngine {
                 .rules
                 .iter()
                 .any(|rule| protocols[rule.protocol()].spo2_scale_two);
-            patient.wants_anomaly = patient.rules.iter().any(|rule| {
-                protocols[rule.protocol()].slots[rule.rule()].kind == RuleKind::Anomaly
-            });
+            patient.wants_anomaly = patient
+                .rules
+                .iter()
+                .any(|rule| slot_of(protocols, rule).kind == RuleKind::Anomaly);
             // A counting engine may have left levels out that new rules read.
             patient.smooth_all();
         }
@@ -558,14 +564,12 @@ impl TriageEngine {
             }
         }
         rules.shrink_to_fit();
-        let wants_anomaly = rules.iter().any(|patient_rule| {
-            self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].kind
-                == RuleKind::Anomaly
-        });
-        let wants_news2 = rules.iter().any(|patient_rule| {
-            self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].kind
-                == RuleKind::News2
-        });
+        let wants_anomaly = rules
+            .iter()
+            .any(|patient_rule| slot_of(&self.protocols, patient_rule).kind == RuleKind::Anomaly);
+        let wants_news2 = rules
+            .iter()
+            .any(|patient_rule| slot_of(&self.protocols, patient_rule).kind == RuleKind::News2);
         let smoothed = if self.count_only && !wants_anomaly {
             self.smoothed_metrics(&rules)
         } else {
@@ -603,7 +607,7 @@ impl TriageEngine {
     fn smoothed_metrics(&self, rules: &[PatientRule]) -> u32 {
         rules
             .iter()
-            .map(|rule| &self.protocols[rule.protocol()].slots[rule.rule()])
+            .map(|rule| slot_of(&self.protocols, rule))
             .filter(|slot| matches!(slot.kind, RuleKind::Trend | RuleKind::BaselineDeviation))
             .fold(0, |mask, slot| mask | slot.metrics)
     }
@@ -623,15 +627,14 @@ impl TriageEngine {
         let mut unmatched: Vec<String> = Vec::new();
         for version in versions {
             let followed = patient.rules.iter().any(|patient_rule| {
-                self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].scoped_id
-                    == version.rule_key
+                slot_of(&self.protocols, patient_rule).scoped_id == version.rule_key
             });
             if !followed && !unmatched.iter().any(|key| key == version.rule_key) {
                 unmatched.push(version.rule_key.to_owned());
             }
         }
         for patient_rule in &mut patient.rules {
-            let slot = &self.protocols[patient_rule.protocol()].slots[patient_rule.rule()];
+            let slot = slot_of(&self.protocols, patient_rule);
             let resolved: Vec<PersonalVersion> = versions
                 .iter()
                 .filter(|version| version.rule_key == slot.scoped_id)
@@ -925,8 +928,7 @@ impl TriageEngine {
         }
         for holder in covering {
             let patient_rule = patient.rules[holder];
-            let holder_id =
-                &self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].scoped_id;
+            let holder_id = &slot_of(&self.protocols, &patient_rule).scoped_id;
             if findings[first..].iter().any(|f| f.rule_id == *holder_id) {
                 continue;
             }
@@ -969,9 +971,11 @@ impl TriageEngine {
             return;
         };
         let protocols = &self.protocols;
-        let Some(index) = patient.rules.iter().position(|patient_rule| {
-            protocols[patient_rule.protocol()].slots[patient_rule.rule()].scoped_id == rule_id
-        }) else {
+        let Some(index) = patient
+            .rules
+            .iter()
+            .position(|patient_rule| slot_of(protocols, patient_rule).scoped_id == rule_id)
+        else {
             return;
         };
         if patient.rules[index].state.shown.take().is_some() {
@@ -990,10 +994,7 @@ impl TriageEngine {
         };
         let active_kind = |wanted: &dyn Fn(RuleKind) -> bool| {
             patient.rules.iter().any(|patient_rule| {
-                patient_rule.state.active
-                    && wanted(
-                        self.protocols[patient_rule.protocol()].slots[patient_rule.rule()].kind,
-                    )
+                patient_rule.state.active && wanted(slot_of(&self.protocols, patient_rule).kind)
             })
         };
         active_kind(&|kind| kind == RuleKind::Trend)
@@ -1033,9 +1034,7 @@ impl TriageEngine {
             })
             .map(|patient_rule| {
                 (
-                    self.protocols[patient_rule.protocol()].slots[patient_rule.rule()]
-                        .scoped_id
-                        .clone(),
+                    slot_of(&self.protocols, patient_rule).scoped_id.clone(),
                     patient_rule.state.last_score,
                 )
             })

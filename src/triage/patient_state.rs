@@ -263,7 +263,9 @@ impl MetricHistory {
             return Recorded::Newest;
         }
         // First position whose time is not before `ts`.
-        let mut position = self.iter().take_while(|(other, _)| *other < ts).count();
+        let mut position = (0..self.len())
+            .take_while(|&index| self.time(index) < ts)
+            .count();
         if position < self.len() && self.time(position) == ts {
             self.set(position, ts, value);
             self.update_levels(position);

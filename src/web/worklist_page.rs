@@ -81,16 +81,13 @@ fn rendered_rows(viewer: &Viewer, page: &Arc<AlertPage>) -> Arc<str> {
         lang: viewer.lang,
         zone: viewer.zone,
     };
-    let rendered = worklist::rendered::rendered(
+    worklist::rendered::rendered(
         page,
         Form::Rows(viewer.lang, viewer.zone),
         Timestamp::now(),
         |groups| Ok::<_, Infallible>(rows(viewer.texts(), clock, groups, page.total).into_string()),
-    );
-    match rendered {
-        Ok(rows) => rows,
-        Err(never) => match never {},
-    }
+    )
+    .unwrap_or_else(|never| match never {})
 }
 
 /// Personal thresholds due for review, and proposals awaiting a second
